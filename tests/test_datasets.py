@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mdr_gcn_nb.data.datasets import DataConfig, build_dataset, FSD10_CLASSES
+from mdr_gcn_nb.data.readers import DataFormatError
 from mdr_gcn_nb.graph import get_layout
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,6 +154,9 @@ def test_gym_without_the_split(tmp_path):
     pickle.dump({"split": {"train": [anno["frame_dir"]]}, "annotations": [anno]}, open(tmp_path / "g.pkl", "wb"))
     with pytest.raises(ValueError, match="no 'test' split"):
         build_dataset(DataConfig(kind="gym", path=str(tmp_path / "g.pkl")), "test")
+    pickle.dump({"split": {"train": ["not_there"]}, "annotations": [anno]}, open(tmp_path / "h.pkl", "wb"))
+    with pytest.raises(DataFormatError, match=r"h.pkl: split 'train' names none of the annotations"):
+        build_dataset(DataConfig(kind="gym", path=str(tmp_path / "h.pkl")), "train")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -163,3 +167,88 @@ def test_datasets_pickle_for_spawned_workers(kind):
     assert len(blob) < 2_000_000                                  # arrays are re-opened, not copied (gym: annotations)
     back = pickle.loads(blob)
     assert torch.equal(back[4][0], ds[4][0])
+
+
+# each bad input of issue 5, through build_dataset: the readers' (or the dataset's) error reaches the user
+# as one line "<file>: <problem>"
+def _fsd(d: Path, x, names, labels):
+    np.save(d / "train_data_25.npy", x)
+    if names is not None:
+        pickle.dump((names, labels), open(d / "train_label_25.pkl", "wb"))
+    return DataConfig(kind="fsd10", path=str(d))
+
+
+def _gym(d: Path, **change):
+    a = {**pickle.load(open(SAMPLES / "gym" / "gym_synth.pkl", "rb"))["annotations"][0], **change}
+    pickle.dump({"split": {"train": [a["frame_dir"]], "val": [a["frame_dir"]]}, "annotations": [a]}, open(d / "g.pkl", "wb"))
+    return DataConfig(kind="gym", path=str(d / "g.pkl"), label_map=str(SAMPLES / "gym" / "gym_synth_label_map.txt"))
+
+
+def _ntu(d: Path, x, y):
+    np.savez(d / "n.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    return DataConfig(kind="ntu", path=str(d / "n.npz"))
+
+
+OK5 = np.ones((2, 3, 8, 25, 1), np.float32)
+NAN5 = OK5.copy(); NAN5[1, 0, 3, 4, 0] = np.nan
+XN, YN = np.ones((2, 300, 150), np.float32), np.eye(60)[[0, 1]]
+BAD = {  # case: (make the files and the config, the file the message must name, the problem it must state)
+    "fsd10 label out of range": (lambda d: _fsd(d, OK5, ["a", "b"], [0, 10]), "train_label_25.pkl", "label out of range: 10"),
+    "fsd10 names/labels lengths": (lambda d: _fsd(d, OK5, ["a", "b", "c"], [0, 1]), "train_label_25.pkl", "3 sample names but 2 labels"),
+    "fsd10 wrong rank": (lambda d: _fsd(d, OK5[..., 0], ["a", "b"], [0, 1]), "train_data_25.npy", "expected rank 5"),
+    "fsd10 missing label file": (lambda d: _fsd(d, OK5, None, None), "train_label_25.pkl", "file not found"),
+    "fsd10 NaN": (lambda d: _fsd(d, NAN5, ["a", "b"], [0, 1]), "train_data_25.npy", "clip 1 (b) contains NaN"),
+    "fsd10 empty clip": (lambda d: _fsd(d, np.concatenate([OK5[:1], 0 * OK5[:1]]), ["a", "b"], [0, 1]), "", "(b) is an empty clip"),
+    "gym label out of range": (lambda d: _gym(d, label=12), "g.pkl", "label out of range: 12"),
+    "gym wrong rank": (lambda d: _gym(d, keypoint=np.zeros((9, 17, 2), np.float16)), "g.pkl", "keypoint must have rank 4"),
+    "gym NaN": (lambda d: _gym(d, keypoint=np.full((1, 9, 17, 2), np.nan, np.float16),
+                               keypoint_score=np.ones((1, 9, 17), np.float16)), "g.pkl", "NaN or infinite keypoint"),
+    "gym empty clip": (lambda d: _gym(d, keypoint=np.zeros((1, 0, 17, 2), np.float16),
+                                      keypoint_score=np.zeros((1, 0, 17), np.float16)), "g.pkl", "empty clip"),
+    "gym missing file": (lambda d: DataConfig(kind="gym", path=str(d / "none.pkl")), "none.pkl", "not found"),
+    "ntu label out of range": (lambda d: _ntu(d, XN, np.array([0, 75])), "n.npz", "label 75 is out of range 0..59"),
+    "ntu x/y lengths": (lambda d: _ntu(d, XN, YN[:1]), "n.npz", "2 clips but y_train has 1 labels"),
+    "ntu wrong rank": (lambda d: _ntu(d, XN.reshape(2, 300, 2, 75), YN), "n.npz", "must have rank 3"),
+    "ntu NaN": (lambda d: _ntu(d, np.where(np.arange(150) == 3, np.nan, XN).astype(np.float32), YN), "n.npz", "clip 0 of x_train contains NaN"),
+    "ntu empty clip": (lambda d: _ntu(d, np.concatenate([XN[:1], 0 * XN[:1]]), YN), "n.npz", "is an empty clip"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input_is_one_line_naming_file_and_problem(tmp_path, case):
+    make, culprit, problem = BAD[case]
+    cfg = make(tmp_path)
+    with pytest.raises((DataFormatError, FileNotFoundError)) as e:
+        ds = build_dataset(cfg, "train")
+        for i in range(len(ds)):
+            ds[i]
+    msg = str(e.value)
+    where = msg.split(": ")[0]
+    assert "\n" not in msg and where.startswith(str(tmp_path)) and where.endswith(culprit) and problem in msg, msg
+
+
+def test_in_memory_fsd10_is_not_a_memory_map():
+    ds = build_dataset(DataConfig(kind="fsd10", mmap=False, **KINDS["fsd10"]), "test")
+    arr = ds._get_raw._cache
+    assert not isinstance(arr, np.memmap) and not isinstance(arr.base, np.memmap)
+    assert torch.equal(ds[7][0], build_dataset(DataConfig(kind="fsd10", **KINDS["fsd10"]), "test")[7][0])
+
+
+def test_centring_ntu_per_frame_keeps_the_first_frame():
+    "NTU's npz puts SpineMid (joint 1) at exactly (0, 0, 0) in frame 0; that joint is present, not missing."
+    cfg = DataConfig(kind="ntu", temporal="none", center_joint=1, center_mode="frame", **KINDS["ntu"])
+    x = build_dataset(cfg, "test")[0][0]
+    assert x[:, 0, :, 0].abs().sum() > 0 and x[:, 0, 1, 0].abs().sum() == 0
+    raw = build_dataset(DataConfig(kind="ntu", temporal="none", **KINDS["ntu"]), "test")[0][0]
+    torch.testing.assert_close(x[:, 5, :, 0], raw[:, 5, :, 0] - raw[:, 5, 1:2, 0])
+
+
+def test_random_move_keeps_undetected_openpose_joints_at_zero():
+    cfg = DataConfig(kind="fsd10", temporal="none", **KINDS["fsd10"])
+    tr, te = build_dataset(cfg, "train"), build_dataset(cfg, "test")
+    tr.labels, tr.sample_names, tr._get_raw = te.labels, te.sample_names, te._get_raw   # test clips, train-time move
+    for i in range(5):
+        raw, moved = te[i][0], tr[i][0]
+        missing = (raw == 0).all(0)                                        # (T, V, M): undetected joints and padding
+        assert missing.any() and (moved[:, missing] == 0).all()
+        assert (moved[:2, ~missing] != raw[:2, ~missing]).any()
