@@ -224,21 +224,19 @@ def test_arcface_by_hand_including_fallback():
 
 
 def test_sphereface_by_hand_and_annealing():
-    th = math.acos(.8)
-    for mm, psi in [(2, math.cos(2 * th)), (3, math.cos(3 * th)), (4, -math.cos(4 * th) - 2)]:
-        # m*th: 1.287 (k=0), 1.930 (k=0), 2.574 (k=0)?  k = floor(m*th/pi)
-        k = math.floor(mm * th / math.pi)
-        psi = (-1) ** k * math.cos(mm * th) - 2 * k
+    th = math.acos(.8)                                   # 0.6435 rad: m*th < pi for m <= 4, so k = 0 and psi = cos(m th)
+    for mm in (2, 3, 4):
+        psi = math.cos(mm * th)
         h = head(SphereFaceLoss, m=mm, anneal=False)
         got = h.margin_logits(X[:1], Y[:1])[0]
         torch.testing.assert_close(got, torch.tensor([5 * .6, 5 * psi, 5 * -.6]), rtol=1e-5, atol=1e-5)
-    # theta = pi/2 + something with m=4 -> k = 2
-    x = torch.tensor([[-0.2, 1.0]]); y = torch.tensor([1])   # cos to (0,1) = 1/sqrt(1.04)
+    # theta_y > pi/2 with m = 4: theta = acos(-0.3/sqrt(1.09)) = 1.862 rad, 4 theta = 7.45 rad lies in [2pi, 3pi): k = 2,
+    # psi = (-1)^2 cos(4 theta) - 2*2
     h = head(SphereFaceLoss, m=4, anneal=False)
-    x = torch.tensor([[-1.0, -0.3]]); y = torch.tensor([1])  # theta to (0,1) > pi/2
-    cos_y = F.normalize(x, dim=1)[0, 1].item(); th = math.acos(cos_y); k = math.floor(4 * th / math.pi)
-    assert k >= 2
-    want = x.norm().item() * ((-1) ** k * math.cos(4 * th) - 2 * k)
+    x = torch.tensor([[-1.0, -0.3]]); y = torch.tensor([1])
+    th = math.acos(-0.3 / math.sqrt(1.09))
+    assert 2 * math.pi <= 4 * th < 3 * math.pi
+    want = math.sqrt(1.09) * (math.cos(4 * th) - 4)
     assert math.isclose(h.margin_logits(x, y)[0, 1].item(), want, rel_tol=1e-5)
     # annealed: (lambda * cos + psi) / (1 + lambda)
     h = head(SphereFaceLoss, m=2, base=10.0, gamma=1.0, power=1.0, lambda_min=1.0)

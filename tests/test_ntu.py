@@ -141,7 +141,7 @@ def test_actor_two_interval_starts_at_frame_zero(tmp_path):
 def test_assign_actors_direct():
     t = lambda bid, s, n, m: dict(body_id=bid, interval=np.arange(s, s + n), joints=np.full((n, 25, 3), bid, np.float32), motion=m)
     out, slots = assign_actors([t(1, 0, 10, 3.0), t(2, 10, 5, 2.0), t(3, 0, 4, 1.0)], 15)
-    assert slots == [(1, 0), (2, 0), (3, 1)]       # 2 touches actor 1 at frame 10? no: 10..14 vs 0..9 -> disjoint
+    assert slots == [(1, 0), (2, 0), (3, 1)]       # body 2 (frames 10-14) is disjoint from actor 1 (0-9); body 3 (0-3) is not
     assert out[10, 0, 0, 0] == 2 and out[9, 0, 0, 0] == 1 and out[3, 1, 0, 0] == 3 and out[4, 1].sum() == 0
 
 
@@ -175,6 +175,16 @@ def test_single_body_zero_frame_compat_switch(tmp_path):
     a, b = ntu_clip(p), ntu_clip(p, ctrgcn_compat=False)
     assert a.shape[0] == 20 and b.shape[0] == 19
     np.testing.assert_allclose(a[5, 0], np.broadcast_to(-xyz[0, 1].astype(np.float32), (25, 3)), atol=1e-6)
+
+
+@pytest.mark.parametrize("ctrgcn_compat", [True, False])
+@pytest.mark.parametrize("n_bodies", [1, 2])
+def test_all_zero_joints_is_a_one_line_error(tmp_path, ctrgcn_compat, n_bodies):
+    bodies = [(b + 1, span(0, 20), np.zeros((20, 25, 3))) for b in range(n_bodies)]
+    p = recording(tmp_path / "S001C001P001R001A001.skeleton", bodies, 20)
+    with pytest.raises(DataFormatError) as e:
+        ntu_clip(p, ctrgcn_compat=ctrgcn_compat)
+    assert str(e.value) == f"{p}: no frame where actor 1 has a non-zero joint"
 
 
 def test_body_that_returns_compat_switch(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mdr_gcn_nb.data.readers import (DataFormatError, FSD10_CLASSES, load_fsd10, load_label_map, load_ntu_npz,
+from mdr_gcn_nb.data.readers import (DataFormatError, FSD10_CLASSES, atomic_write, load_fsd10, load_label_map, load_ntu_npz,
                                      load_pyskl, parse_ntu_name, parse_numbers, pyskl_clip, read_openpose_dir,
                                      read_skeleton, skeleton_from_xyz, write_skeleton)
 
@@ -88,6 +88,15 @@ def test_parse_numbers_matches_float_on_real_text():
     np.testing.assert_array_equal(vals, ref)          # bit for bit
 
 
+def test_parse_numbers_matches_float_beyond_2_to_53():
+    """16-digit integers above 2**53 are on the fast path: the int-to-double conversion must round like float()."""
+    toks = ["9007199254740993", "9999999999999999", "9007199254740995", "-900719925474099", "123456789012345.6",
+            ".000000000000001", "0.999999999999999", "72057594037931101"]
+    vals, _, _, invalid = parse_numbers(" ".join(toks).encode())
+    assert invalid.size == 0
+    np.testing.assert_array_equal(vals, np.array([float(t) for t in toks]))
+
+
 def test_generated_two_person_file_with_empty_frames_round_trips(tmp_path):
     rng = np.random.default_rng(3)
     xyz = np.round(rng.normal(size=(6, 25, 3)), 5)
@@ -100,6 +109,21 @@ def test_generated_two_person_file_with_empty_frames_round_trips(tmp_path):
     np.testing.assert_array_equal(sk["joints"][:, :, :3], xyz[:3])
     np.testing.assert_array_equal(sk["info"][2], np.arange(9.0))
     assert [b["frames"].tolist() for b in sk["bodies"]] == [[1, 3], [3]]
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    p = tmp_path / "S001C001P001R001A003.skeleton"
+    p.write_bytes(FILES[3].read_bytes())
+
+    def half_then_fail(f):
+        f.write(b"12\n")
+        raise OSError("disk full")
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(p, half_then_fail)
+    with pytest.raises(DataFormatError, match="joints must be"):   # bad data: nothing is written
+        write_skeleton(p, [[(1, np.zeros(9), np.zeros((24, 12)))]])
+    assert p.read_bytes() == FILES[3].read_bytes()
+    assert [q.name for q in tmp_path.iterdir()] == [p.name]         # no temporary file left behind
 
 
 # ---------------------------------------------------------------- NTU .skeleton, bad input
