@@ -6,14 +6,14 @@
 __all__ = ['cmd_train', 'cmd_test', 'cmd_ensemble', 'cmd_preprocess_ntu', 'cmd_make_samples', 'cmd_summary', 'make_parser',
            'split_overrides', 'main']
 
-# %% ../nbs/12_cli.ipynb #5bfd12cc
+# %% ../nbs/12_cli.ipynb #174c21a3
 import argparse, json, os, re, sys, time
 from pathlib import Path
 
 from .train import (ConfigError, NonFiniteLossError, load_config, train, evaluate_checkpoint,
                               ensemble, model_summary, save_scores, load_scores)
 
-# %% ../nbs/12_cli.ipynb #4bf7de48
+# %% ../nbs/12_cli.ipynb #04fdb682
 def _fmt_time(s: float) -> str: return f"{int(s // 60)}m{s % 60:04.1f}s" if s >= 60 else f"{s:.1f}s"
 
 def _is_main_rank() -> bool: return os.environ.get("RANK", "0") == "0"
@@ -69,22 +69,21 @@ def cmd_preprocess_ntu(a) -> int:
     if not src.is_dir(): raise ConfigError(f"{src}: not a folder of .skeleton files")
     for b in (["xsub", "xview"] if a.benchmark == "both" else [a.benchmark]):
         out = preprocess_ntu(str(src), str(a.out_dir), benchmark=b, progress=not a.no_progress)
-        print(f"{b}: " + (", ".join(f"{k}: {v}" for k, v in out.items()) if isinstance(out, dict) else str(out)))
+        print(f"{b}: " + ", ".join(f"{k}: {v}" for k, v in out.items()))
     return 0
 
 def cmd_make_samples(a) -> int:
     "Write the small synthetic datasets (FSD-10, FineGym and NTU formats)."
     from mdr_gcn_nb.synth import make_samples
-    out = make_samples(a.out, seed=a.seed)
+    out = make_samples(a.out, seed=a.seed)                         # {part: path, or nested dicts/lists of paths}
     def files(d):
         if isinstance(d, dict): return [f for v in d.values() for f in files(v)]
         if isinstance(d, (list, tuple)): return [f for v in d for f in files(v)]
-        return [Path(d)]
-    parts = out if isinstance(out, dict) else {}
+        return [str(d)]
     print(f"samples written to {a.out} (synthetic, not real data):")
-    for k, v in parts.items():
+    for k, v in out.items():
         fs = files(v)
-        print(f"  {k}: {len(fs)} file{'s' * (len(fs) != 1)}" + (f" ({fs[0]})" if len(fs) == 1 else f" (in {os.path.commonpath([str(f) for f in fs])})" if fs else ""))
+        print(f"  {k}: " + (fs[0] if len(fs) == 1 else f"{len(fs)} files in {os.path.commonpath(fs)}"))
     return 0
 
 def cmd_summary(a) -> int:
@@ -96,7 +95,7 @@ def cmd_summary(a) -> int:
           f"({r['flops'] / 2e9:.2f} GMACs) per forward of one clip {tuple(r['input'])}")
     return 0
 
-# %% ../nbs/12_cli.ipynb #aad54fd6
+# %% ../nbs/12_cli.ipynb #5be83ced
 def _add_overrides(p):
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.epochs=3 data.window=64")
 
@@ -154,7 +153,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_overrides(p); p.set_defaults(func=cmd_summary)
     return ap
 
-# %% ../nbs/12_cli.ipynb #1a712fbc
+# %% ../nbs/12_cli.ipynb #b7d2bf5a
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w]*(\.[\w]+)*=")
 
 def split_overrides(argv) -> tuple:

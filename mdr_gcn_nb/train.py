@@ -9,14 +9,14 @@ __all__ = ['ConfigError', 'ModelSection', 'LossSection', 'OptimSection', 'PaperS
            'topk_accuracy', 'confusion_matrix', 'per_class_accuracy', 'plot_confusion', 'ResumableSampler',
            'SeededItems', 'DistInfo', 'init_distributed', 'shutdown_distributed', 'pick_device', 'make_data_config',
            'build_datasets', 'data_facts', 'build_model_from_config', 'build_criterion_from_config',
-           'NonFiniteLossError', 'Trainer', 'save_scores', 'load_scores', 'ensemble', 'build_trainer', 'train',
-           'evaluate_checkpoint', 'count_flops', 'model_summary']
+           'build_model_and_criterion', 'NonFiniteLossError', 'Trainer', 'save_scores', 'load_scores', 'ensemble',
+           'build_trainer', 'train', 'evaluate_checkpoint', 'count_flops', 'model_summary']
 
-# %% ../nbs/11_train.ipynb #936349dc
-import csv, io, json, math, os, random, sys, time, warnings
+# %% ../nbs/11_train.ipynb #4a9c7c33
+import csv, io, json, os, random, re, time
 from dataclasses import dataclass, field, fields, asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Optional, Union, get_type_hints, get_origin
+from typing import Optional, Union, get_type_hints, get_origin
 
 import numpy as np
 import torch
@@ -28,7 +28,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-# %% ../nbs/11_train.ipynb #c03adce2
+from .data.readers import atomic_write
+
+# %% ../nbs/11_train.ipynb #0c0738a6
 class ConfigError(ValueError):
     "A bad configuration or path; the message names the file or key and what is wrong."
 
@@ -81,7 +83,9 @@ class TrainConfig:
     optim: OptimSection = field(default_factory=OptimSection)
     paper: PaperSection = field(default_factory=PaperSection)
 
-# %% ../nbs/11_train.ipynb #27a74a94
+# %% ../nbs/11_train.ipynb #760b0201
+_SCI = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")    # 1e-4: YAML 1.1 (PyYAML) reads it as a string
+
 def _merge(base: dict, over: dict) -> dict:
     "Deep-merge `over` into a copy of `base` (dicts merge key by key, anything else replaces)."
     out = dict(base)
@@ -109,6 +113,7 @@ def parse_override(s: str) -> tuple:
     if not k.strip(): raise ConfigError(f"override {s!r}: empty key")
     try: val = yaml.safe_load(v) if v.strip() else ""
     except yaml.YAMLError: val = v
+    if isinstance(val, str) and _SCI.match(val.strip()): val = float(val)   # loss.args.eps=1e-6 too
     return k.strip().split("."), val
 
 def apply_overrides(d: dict, overrides=()) -> dict:
@@ -123,7 +128,7 @@ def apply_overrides(d: dict, overrides=()) -> dict:
         node[keys[-1]] = val
     return d
 
-# %% ../nbs/11_train.ipynb #20adf96d
+# %% ../nbs/11_train.ipynb #ac36bba4
 _COERCE = {float: (int, float), int: (int,), bool: (bool,), str: (str,), dict: (dict,), list: (list, tuple)}
 
 def _check_type(val, tp, where):
@@ -131,6 +136,7 @@ def _check_type(val, tp, where):
         args = [a for a in tp.__args__ if a is not type(None)]
         if val is None: return None
         tp = args[0]
+    if tp is float and isinstance(val, str) and _SCI.match(val.strip()): val = float(val)
     ok = _COERCE.get(tp)
     if ok is None: return val
     if not isinstance(val, ok) or (tp in (int, float) and isinstance(val, bool)):
@@ -164,7 +170,7 @@ def load_config(path=None, overrides=(), base: Optional[dict] = None) -> TrainCo
 
 def config_to_dict(cfg: TrainConfig) -> dict: return asdict(cfg)
 
-def check_config(cfg: TrainConfig, where="config"):
+def check_config(cfg: TrainConfig) -> TrainConfig:
     "Value checks that types cannot express (one-line `ConfigError`s)."
     o = cfg.optim
     if o.epochs < 1: raise ConfigError(f"optim.epochs must be >= 1, got {o.epochs}")
@@ -178,7 +184,7 @@ def check_config(cfg: TrainConfig, where="config"):
         raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {cfg.device!r}")
     return cfg
 
-# %% ../nbs/11_train.ipynb #6f50c32c
+# %% ../nbs/11_train.ipynb #c6cda195
 def seed_everything(seed: int, deterministic: bool = True):
     "Seed python, numpy and torch; on `deterministic`, ask torch for deterministic kernels."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
@@ -199,23 +205,13 @@ def set_rng_state(st: dict):
     if "cuda" in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st["cuda"])
 
 def atomic_save(obj, path) -> Path:
-    "`torch.save` to a temp file next to `path`, fsync, then `os.replace` it over `path`."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f); f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
-    return path
+    "`torch.save` to a temp file next to `path`, fsync, then `os.replace` it over `path` (`data.readers.atomic_write`)."
+    def write(f): torch.save(obj, f); f.flush(); os.fsync(f.fileno())
+    return atomic_write(path, write)
 
 def atomic_write_text(text: str, path) -> Path:
     "Write a text file atomically (temp file + `os.replace`)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text); os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda f: f.write(text.encode()))
 
 def load_checkpoint(path, map_location="cpu") -> dict:
     "Load a checkpoint written by the `Trainer` (one-line `ConfigError` if missing or not one)."
@@ -227,7 +223,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise ConfigError(f"{path}: not an mdr-gcn checkpoint (no 'model'/'config' entries)")
     return ck
 
-# %% ../nbs/11_train.ipynb #768cfdde
+# %% ../nbs/11_train.ipynb #b7d319d9
 class WarmupMultiStepLR(torch.optim.lr_scheduler.LRScheduler):
     "Per-iteration schedule: linear warm-up over `warmup_steps`, then ×`gamma` at each of `milestone_steps`."
     def __init__(self, optimizer, warmup_steps: int, milestone_steps, gamma: float = 0.1, last_epoch: int = -1):
@@ -240,7 +236,7 @@ class WarmupMultiStepLR(torch.optim.lr_scheduler.LRScheduler):
 
     def get_lr(self): return [b * self.factor(self.last_epoch) for b in self.base_lrs]
 
-# %% ../nbs/11_train.ipynb #5859fe6b
+# %% ../nbs/11_train.ipynb #3bc1f1bf
 def topk_accuracy(scores, labels, ks=(1, 5)) -> dict:
     "Top-k accuracy (%) of `scores` (N, K) against `labels` (N,), for each k in `ks` (k capped at K)."
     scores, labels = torch.as_tensor(scores), torch.as_tensor(labels)
@@ -274,7 +270,7 @@ def plot_confusion(cm: np.ndarray, class_names=None, path=None, title: str = "")
     if path is not None: fig.savefig(path, dpi=100); plt.close(fig)
     return fig
 
-# %% ../nbs/11_train.ipynb #b0a6b514
+# %% ../nbs/11_train.ipynb #472ebf86
 class ResumableSampler(Sampler):
     "`DistributedSampler` over `dataset` (order = f(seed, epoch)) that can skip the first `skip` of its indices."
     def __init__(self, dataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True, seed: int = 0):
@@ -318,7 +314,7 @@ class SeededItems(Dataset):
         finally:
             random.setstate(saved[0]); np.random.set_state(saved[1]); torch.set_rng_state(saved[2])
 
-# %% ../nbs/11_train.ipynb #603870e2
+# %% ../nbs/11_train.ipynb #27a5d83a
 @dataclass
 class DistInfo:
     rank: int = 0
@@ -349,7 +345,7 @@ def pick_device(name: str = "auto", dist_info: DistInfo = DistInfo()) -> torch.d
     if name.startswith("cuda") and not torch.cuda.is_available(): raise ConfigError("device: CUDA requested but not available")
     return torch.device(name)
 
-# %% ../nbs/11_train.ipynb #be61b27e
+# %% ../nbs/11_train.ipynb #80e467b4
 def make_data_config(data: dict, where: str = "data"):
     "`data.datasets.DataConfig(**data)`, with unknown keys reported as a one-line `ConfigError`."
     from mdr_gcn_nb.data.datasets import DataConfig
@@ -359,11 +355,11 @@ def make_data_config(data: dict, where: str = "data"):
     try: return DataConfig(**data)
     except (TypeError, ValueError) as e: raise ConfigError(f"{where}: {e}") from None
 
-def build_datasets(cfg: TrainConfig):
-    "(train, test) datasets of `cfg.data` (the data's augmentation seed defaults to `cfg.seed`)."
+def build_datasets(cfg: TrainConfig, splits=("train", "test")) -> tuple:
+    "The datasets of `cfg.data`, one per split (the data's augmentation seed defaults to `cfg.seed`)."
     from mdr_gcn_nb.data.datasets import build_dataset
     dc = make_data_config({"seed": cfg.seed, **cfg.data})
-    try: return build_dataset(dc, "train"), build_dataset(dc, "test")
+    try: return tuple(build_dataset(dc, s) for s in splits)
     except FileNotFoundError as e: raise ConfigError(f"data: {e}") from None
 
 def data_facts(ds) -> dict:
@@ -390,7 +386,12 @@ def build_criterion_from_config(cfg: TrainConfig, num_classes: int, feat_dim: in
     try: return build_criterion(cfg.loss.name, num_classes, feat_dim, **cfg.loss.args)
     except (TypeError, ValueError, KeyError) as e: raise ConfigError(f"loss: {e}") from None
 
-# %% ../nbs/11_train.ipynb #e47e09c9
+def build_model_and_criterion(cfg: TrainConfig, facts: dict) -> tuple:
+    "(model, criterion) of `cfg` for data with these `facts` (the criterion sized by the model's `feat_dim`)."
+    model = build_model_from_config(cfg, facts)
+    return model, build_criterion_from_config(cfg, facts["num_classes"], int(getattr(model, "feat_dim", 256)))
+
+# %% ../nbs/11_train.ipynb #0dc88db9
 class NonFiniteLossError(RuntimeError):
     "Training stopped because the loss became NaN or infinite."
 
@@ -410,8 +411,9 @@ class Trainer:
         self.out = Path(cfg.out_dir) / cfg.name
         self.model, self.criterion = model.to(self.device), criterion.to(self.device)
         if self.dist.world > 1:
-            self.model = nn.parallel.DistributedDataParallel(
+            self.model = nn.parallel.DistributedDataParallel(               # broadcasts rank 0's weights
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            for t in self.criterion.state_dict().values(): dist.broadcast(t, 0)   # and the criterion's (centres)
         self.num_classes = int(getattr(train_set, "num_classes", 0) or getattr(model, "num_classes", 0))
         self.class_names = list(getattr(test_set, "class_names", None) or range(self.num_classes))
         self.sample_names = list(getattr(test_set, "sample_names", None) or [])
@@ -502,8 +504,8 @@ class Trainer:
         bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=self.device)
         if self.dist.world > 1: dist.all_reduce(bad)
         if bad.item():
-            where = f"epoch {self.epoch + 1}, step {self.step + 1}"
-            raise NonFiniteLossError(f"loss is {loss.item()} at {where}; stopped before the update; "
+            what = f"loss is {loss.item()}" if not torch.isfinite(loss) else "loss of another rank is not finite"
+            raise NonFiniteLossError(f"{what} at epoch {self.epoch + 1}, step {self.step + 1}; stopped before the update; "
                                      f"last good checkpoint: {self.last_ckpt or 'none written yet'}")
 
     def train_step(self, x, y) -> dict:
@@ -529,11 +531,10 @@ class Trainer:
         return {"n": n, "loss": loss.item() * n, "correct": int((out.argmax(1) == y).sum()),
                 "terms": {k: float(v) * n for k, v in terms.items()}}
 
-    def train_epoch(self, bar=None):
+    def train_epoch(self):
         self.train_set.set_epoch(self.epoch)
         self.train_sampler.set_epoch(self.epoch, skip=self.step * self.bs)
-        it = self.train_loader
-        pbar = tqdm(it, total=self.steps_per_epoch, initial=self.step, leave=False, desc=f"epoch {self.epoch + 1}",
+        pbar = tqdm(self.train_loader, total=self.steps_per_epoch, initial=self.step, leave=False, desc=f"epoch {self.epoch + 1}",
                     disable=not (self.cfg.progress and self.dist.main), dynamic_ncols=True)
         t0 = time.time()
         for x, y, _ in pbar:
@@ -589,13 +590,17 @@ class Trainer:
         row = {"test_loss": F.cross_entropy(s, y).item(), **{f"test_{k}": v for k, v in topk_accuracy(s, y).items()}}
         return row, p
 
+    def save_scores(self, p: dict, path) -> Path:
+        "Write the predictions `p` of `predict` to an .npz, with the sample and class names (`save_scores`)."
+        names = [self.sample_names[i] for i in p["indices"]] if self.sample_names else []
+        return save_scores(path, p["scores"], p["labels"], p["indices"], names, self.class_names)
+
     def save_predictions(self, p: dict, tag: str = "best") -> dict:
         "Write scores_<tag>.npz, per_class_<tag>.csv and confusion_<tag>.png; return their paths."
         K = self.num_classes or p["scores"].shape[1]
-        names = [self.sample_names[i] for i in p["indices"]] if self.sample_names else []
         paths = {"scores": self.out / f"scores_{tag}.npz", "per_class": self.out / f"per_class_{tag}.csv",
                  "confusion": self.out / f"confusion_{tag}.png"}
-        save_scores(paths["scores"], p["scores"], p["labels"], p["indices"], names, self.class_names)
+        self.save_scores(p, paths["scores"])
         cm = confusion_matrix(p["scores"].argmax(1), p["labels"], K)
         acc = per_class_accuracy(cm)
         atomic_write_text("class,name,n,top1\n" + "".join(f"{k},{self.class_names[k]},{cm[k].sum()},{acc[k]:.2f}\n" for k in range(K)), paths["per_class"])
@@ -634,7 +639,7 @@ class Trainer:
             self.history.append(row)
             self.epoch += 1; self.step = 0; self.meter = self._new_meter()
             if self.dist.main:
-                if improved: self.save("best.pt"); self.paths = self.save_predictions(pred, "best")
+                if improved: self.save("best.pt"); self.save_predictions(pred, "best")
                 self.save("last.pt"); self.write_log()
             ebar.set_postfix(top1=f"{row['test_top1']:.1f}", best=f"{self.best['top1']:.1f}")
             msg = (f"epoch {row['epoch']:>3}/{c.optim.epochs}  loss {row['train_loss']:.4f}  train {row['train_top1']:5.1f}%  "
@@ -668,16 +673,13 @@ class Trainer:
                 "log": o / "log.csv", "checkpoint": o / "best.pt", "last": o / "last.pt",
                 "scores": o / "scores_best.npz", "confusion": o / "confusion_best.png", "per_class": o / "per_class_best.csv"}
 
-# %% ../nbs/11_train.ipynb #d956da07
+# %% ../nbs/11_train.ipynb #0530870a
 def save_scores(path, scores, labels, indices, sample_names=(), class_names=()) -> Path:
     "Write per-sample class scores (N, K), labels and dataset indices to an .npz (atomically)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, scores=np.asarray(scores, np.float32), labels=np.asarray(labels, np.int64),
-             indices=np.asarray(indices, np.int64), sample_names=np.asarray(list(sample_names), dtype=str),
-             class_names=np.asarray([str(c) for c in class_names], dtype=str))
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda f: np.savez(
+        f, scores=np.asarray(scores, np.float32), labels=np.asarray(labels, np.int64),
+        indices=np.asarray(indices, np.int64), sample_names=np.asarray(list(sample_names), dtype=str),
+        class_names=np.asarray([str(c) for c in class_names], dtype=str)))
 
 def load_scores(path) -> dict:
     "Read an .npz written by `save_scores` (one-line `ConfigError` if it is not one)."
@@ -711,14 +713,12 @@ def ensemble(paths, weights=None, softmax: bool = False) -> dict:
     out["scores"] = total.numpy()
     return out
 
-# %% ../nbs/11_train.ipynb #35e1627c
+# %% ../nbs/11_train.ipynb #5570b12d
 def build_trainer(cfg: TrainConfig, resume=None, log=print) -> Trainer:
     "Datasets, model and criterion from `cfg`, wrapped in a `Trainer` (optionally resuming)."
     train_set, test_set = build_datasets(cfg)
-    facts = data_facts(train_set)
     seed_everything(cfg.seed, cfg.deterministic)                   # model initialisation depends on the seed only
-    model = build_model_from_config(cfg, facts)
-    criterion = build_criterion_from_config(cfg, facts["num_classes"], int(getattr(model, "feat_dim", 256)))
+    model, criterion = build_model_and_criterion(cfg, data_facts(train_set))
     return Trainer(cfg, model, criterion, train_set, test_set, resume=resume, log=log)
 
 def train(cfg: TrainConfig, resume=None, log=print) -> dict:
@@ -731,19 +731,16 @@ def evaluate_checkpoint(checkpoint, overrides=(), out=None, progress: bool = Tru
     "Evaluate a checkpoint on its config's test set (config `overrides` allowed, e.g. data paths)."
     ck = load_checkpoint(checkpoint)
     cfg = load_config(base=ck["config"], overrides=list(overrides) + [f"progress={progress}"])
-    train_set, test_set = build_datasets(cfg)
+    test_set, = build_datasets(cfg, ("test",))                    # the training split is not read
     facts = data_facts(test_set); facts["num_classes"] = ck.get("num_classes", facts["num_classes"])
-    model = build_model_from_config(cfg, facts)
-    criterion = build_criterion_from_config(cfg, facts["num_classes"], int(getattr(model, "feat_dim", 256)))
+    model, criterion = build_model_and_criterion(cfg, facts)
     model.load_state_dict(ck["model"]); criterion.load_state_dict(ck["criterion"])
     tr = Trainer(cfg, model, criterion, test_set, test_set, log=log)
     row, p = tr.evaluate()
-    s, y = torch.from_numpy(p["scores"]), torch.from_numpy(p["labels"])
-    res = {"checkpoint": str(checkpoint), "epoch": ck["epoch"], "n": len(y), **topk_accuracy(s, y),
-           "per_class": per_class_accuracy(confusion_matrix(s.argmax(1), y, facts["num_classes"])).tolist()}
-    if out is not None:
-        names = [tr.sample_names[i] for i in p["indices"]] if tr.sample_names else []
-        res["scores"] = str(save_scores(out, p["scores"], p["labels"], p["indices"], names, tr.class_names))
+    cm = confusion_matrix(p["scores"].argmax(1), p["labels"], facts["num_classes"])
+    res = {"checkpoint": str(checkpoint), "epoch": ck["epoch"], "n": len(p["labels"]),
+           "top1": row["test_top1"], "top5": row["test_top5"], "per_class": per_class_accuracy(cm).tolist()}
+    if out is not None: res["scores"] = str(tr.save_scores(p, out))
     return res
 
 def count_flops(model: nn.Module, x: torch.Tensor) -> int:
@@ -759,7 +756,7 @@ def model_summary(cfg: TrainConfig, frames: int = 64, depth: int = 2, facts: Opt
     if facts is None:
         a = cfg.model.args
         if {"num_classes", "layout"} <= set(a): facts = {}
-        else: facts = data_facts(build_datasets(cfg)[1])
+        else: facts = data_facts(build_datasets(cfg, ("test",))[0])
     model = build_model_from_config(cfg, facts)
     m = getattr(model, "cfg", None)
     args = {**cfg.model.args, **facts}

@@ -1,6 +1,6 @@
 """A tiny stand-in model, criterion and dataset for testing the trainer's mechanics quickly.
 
-Run as a script: `python tests/_toy.py OUT_DIR [--resume] [--epochs N] [--nan-at STEP]` trains the toy
+Run as a script: `python tests/_toy.py OUT_DIR [--resume] [--epochs N] [--every K] [--n N]` trains the toy
 with a Trainer (used by the resume and DDP tests). The real model is tested in test_cli.py.
 """
 import sys, argparse
@@ -79,5 +79,5 @@ if __name__ == "__main__":
                      n=a.n, checkpoint_every=a.every)
     tr.fit()
     if tr.dist.world > 1:   # each rank dumps its parameters for the DDP test
-        torch.save({k: v.detach().cpu() for k, v in tr.model.module.state_dict().items()}, out / f"rank{tr.dist.rank}.pt")
+        torch.save({"model": tr.model.module.state_dict(), "criterion": tr.criterion.state_dict()}, out / f"rank{tr.dist.rank}.pt")
         shutdown_distributed()

@@ -1,38 +1,14 @@
 "torchrun with 2 CPU processes (gloo): identical parameters on both ranks; the checkpoint resumes in one process."
-import os, shutil, signal, subprocess, sys
+import os, re, shutil, signal, subprocess, sys
 from pathlib import Path
 import torch
 from mdr_gcn_nb.train import load_checkpoint
 
+sys.path.insert(0, str(Path(__file__).parent))
+import _toy
+
 ROOT = Path(__file__).resolve().parents[1]
 TOY = str(Path(__file__).parent / "_toy.py")
-
-
-def test_ddp_two_processes(tmp_path):
-    torchrun = shutil.which("torchrun") or None
-    cmd = ([torchrun] if torchrun else [sys.executable, "-m", "torch.distributed.run"])
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    p = subprocess.Popen(cmd + ["--standalone", "--nproc_per_node", "2", TOY, str(tmp_path), "--epochs", "2"],
-                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True)
-    try: out, err = p.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL); out, err = p.communicate()
-        raise AssertionError("torchrun timed out:\n" + err[-3000:])
-    assert p.returncode == 0, err[-3000:]
-    a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    ck = load_checkpoint(tmp_path / "toy" / "last.pt")
-    assert ck["world_size"] == 2 and ck["epoch"] == 2
-    assert all(torch.equal(ck["model"][k], a[k]) for k in a)      # rank 0 wrote what the ranks hold
-    # the 2-process run must have trained: weights moved from the initialisation of a fresh 1-process run
-    r1 = subprocess.run([sys.executable, TOY, str(tmp_path), "--resume", "--epochs", "3"], cwd=ROOT,
-                        capture_output=True, text=True, timeout=300)
-    assert r1.returncode == 0, r1.stderr[-3000:]
-    assert "resumed from" in r1.stdout and "epoch 3" in r1.stdout
-    ck3 = load_checkpoint(tmp_path / "toy" / "last.pt")
-    assert ck3["epoch"] == 3 and ck3["world_size"] == 1 and len(ck3["history"]) == 3
-    assert not all(torch.equal(ck3["model"][k], a[k]) for k in a)
 
 
 def _torchrun(args, timeout=400):
@@ -47,6 +23,38 @@ def _torchrun(args, timeout=400):
     return p.returncode, out, err
 
 
+def _equal(a: dict, b: dict) -> bool: return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _resumes_in_one_process(args, last, epochs):
+    "Run `python ARGS` (a --resume of the 2-process run); check it trained on to `epochs` and return the checkpoint."
+    r = subprocess.run([sys.executable] + args, cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resumed from" in r.stdout and re.search(rf"epoch +{epochs}/{epochs} ", r.stdout), r.stdout
+    ck = load_checkpoint(last)
+    assert ck["epoch"] == epochs and ck["world_size"] == 1 and len(ck["history"]) == epochs
+    return ck
+
+
+def test_ddp_two_processes(tmp_path):
+    "Each rank dumps its model and criterion (RDL-like centres, all-reduced by hand) after 2 epochs: identical."
+    rc, out, err = _torchrun([TOY, str(tmp_path), "--epochs", "2"], timeout=240)
+    assert rc == 0, err[-3000:]
+    a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert a.keys() == {"model", "criterion"}
+    assert _equal(a["model"], b["model"]) and _equal(a["criterion"], b["criterion"])
+    torch.manual_seed(1)                                             # the toy's seed: the weights before training
+    init = {"model": _toy.ToyModel().state_dict(), "criterion": _toy.ToyCriterion().state_dict()}
+    assert not torch.equal(a["model"]["fc.weight"], init["model"]["fc.weight"]), "the weights were not trained"
+    assert not torch.equal(a["criterion"]["centres"], init["criterion"]["centres"]), "the centres were not trained"
+    ck = load_checkpoint(tmp_path / "toy" / "last.pt")
+    assert ck["world_size"] == 2 and ck["epoch"] == 2
+    assert _equal(ck["model"], a["model"]) and _equal(ck["criterion"], a["criterion"])   # rank 0 wrote what the ranks hold
+    # the 2-process checkpoint resumes in one process and trains on
+    ck3 = _resumes_in_one_process([TOY, str(tmp_path), "--resume", "--epochs", "3"], tmp_path / "toy" / "last.pt", 3)
+    assert not _equal(ck3["model"], a["model"])
+
+
 def test_ddp_real_model_via_cli(tmp_path):
     "The tiny MDR-GCN + RDL through `mdr-gcn train` under torchrun; then one process resumes the checkpoint."
     tiny = ["model.args.channels=[16,16,32,32]", "model.args.strides=[1,2,1,2]", "data.window=8", "data.max_samples=40",
@@ -58,10 +66,6 @@ def test_ddp_real_model_via_cli(tmp_path):
     assert out.count("done in") == 1                                  # only rank 0 reports
     ck = load_checkpoint(tmp_path / "sample_fsd10_joint" / "last.pt")
     assert ck["world_size"] == 2 and ck["epoch"] == 1
-    r = subprocess.run([sys.executable, "-m", "mdr_gcn_nb.cli", "train", "--config", "configs/sample_fsd10_joint.yaml",
-                        "--out-dir", str(tmp_path), "--no-progress", "--resume", "optim.epochs=2"] + tiny,
-                       cwd=ROOT, capture_output=True, text=True, timeout=400)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "resumed from" in r.stdout and "epoch   2/2" in r.stdout
-    ck2 = load_checkpoint(tmp_path / "sample_fsd10_joint" / "last.pt")
-    assert ck2["epoch"] == 2 and ck2["world_size"] == 1 and len(ck2["history"]) == 2
+    _resumes_in_one_process(["-m", "mdr_gcn_nb.cli", "train", "--config", "configs/sample_fsd10_joint.yaml", "--out-dir",
+                             str(tmp_path), "--no-progress", "--resume", "optim.epochs=2"] + tiny,
+                            tmp_path / "sample_fsd10_joint" / "last.pt", 2)
