@@ -97,7 +97,8 @@ def test_naive_equals_fused_float32_outputs_full_width(name, kw):
 
 def test_fused_as_accurate_as_naive_float32_stgcn_cvsta():
     """ST-GCN+CVSTA with random weights is badly conditioned in float32 (naive float32 gradients differ from
-    float64 by ~3e-5); the fused path must be about as close to the float64 reference as the naive one."""
+    float64 by more than 1e-5, e.g. 1.7e-5..7.6e-5 over seeds 0-2); the fused path must be about as close to the
+    float64 reference as the naive one."""
     torch.manual_seed(0)
     naive = build_model('stgcn', fused=False, cvsta=True, unit_dropout=0., **SMALL)
     with torch.no_grad():
