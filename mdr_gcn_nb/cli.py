@@ -6,14 +6,14 @@
 __all__ = ['cmd_train', 'cmd_test', 'cmd_ensemble', 'cmd_preprocess_ntu', 'cmd_make_samples', 'cmd_summary', 'make_parser',
            'split_overrides', 'main']
 
-# %% ../nbs/12_cli.ipynb #dc01a3fd
+# %% ../nbs/12_cli.ipynb #b042641d
 import argparse, json, os, re, sys, time
 from pathlib import Path
 
 from .train import (ConfigError, NonFiniteLossError, load_config, train, evaluate_checkpoint,
                               ensemble, model_summary, save_scores, load_scores)
 
-# %% ../nbs/12_cli.ipynb #36c30ad1
+# %% ../nbs/12_cli.ipynb #4b8d341f
 def _fmt_time(s: float) -> str: return f"{int(s // 60)}m{s % 60:04.1f}s" if s >= 60 else f"{s:.1f}s"
 
 def _is_main_rank() -> bool: return os.environ.get("RANK", "0") == "0"
@@ -95,7 +95,7 @@ def cmd_summary(a) -> int:
           f"({r['flops'] / 2e9:.2f} GMACs) per forward of one clip {tuple(r['input'])}")
     return 0
 
-# %% ../nbs/12_cli.ipynb #9cb4886d
+# %% ../nbs/12_cli.ipynb #648d31f3
 def _add_overrides(p):
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.epochs=3 data.window=64")
 
@@ -153,7 +153,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_overrides(p); p.set_defaults(func=cmd_summary)
     return ap
 
-# %% ../nbs/12_cli.ipynb #91b75b06
+# %% ../nbs/12_cli.ipynb #5daf891d
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w]*(\.[\w]+)*=")
 
 def split_overrides(argv) -> tuple:
