@@ -12,7 +12,7 @@ __all__ = ['ConfigError', 'ModelSection', 'LossSection', 'OptimSection', 'PaperS
            'build_model_and_criterion', 'NonFiniteLossError', 'Trainer', 'save_scores', 'load_scores', 'ensemble',
            'build_trainer', 'train', 'evaluate_checkpoint', 'count_flops', 'model_summary']
 
-# %% ../nbs/11_train.ipynb #4a9c7c33
+# %% ../nbs/11_train.ipynb #2a694225
 import csv, io, json, os, random, re, time
 from dataclasses import dataclass, field, fields, asdict, is_dataclass
 from pathlib import Path
@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from .data.readers import atomic_write
 
-# %% ../nbs/11_train.ipynb #0c0738a6
+# %% ../nbs/11_train.ipynb #f4a44843
 class ConfigError(ValueError):
     "A bad configuration or path; the message names the file or key and what is wrong."
 
@@ -83,8 +83,13 @@ class TrainConfig:
     optim: OptimSection = field(default_factory=OptimSection)
     paper: PaperSection = field(default_factory=PaperSection)
 
-# %% ../nbs/11_train.ipynb #760b0201
-_SCI = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")    # 1e-4: YAML 1.1 (PyYAML) reads it as a string
+# %% ../nbs/11_train.ipynb #79bb2c05
+class _Loader(yaml.SafeLoader):
+    "PyYAML's safe loader, plus YAML 1.2 floats: `1e-4` is a float, not the string PyYAML 1.1 makes of it."
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+                              list("-+0123456789."))
+
+def _yaml(text: str): return yaml.load(text, Loader=_Loader)
 
 def _merge(base: dict, over: dict) -> dict:
     "Deep-merge `over` into a copy of `base` (dicts merge key by key, anything else replaces)."
@@ -97,7 +102,7 @@ def _read_yaml(path: Path, _seen=()) -> dict:
     path = Path(path)
     if not path.is_file(): raise ConfigError(f"{path}: config file not found")
     if path.resolve() in _seen: raise ConfigError(f"{path}: _base_ cycle")
-    try: d = yaml.safe_load(path.read_text()) or {}
+    try: d = _yaml(path.read_text()) or {}
     except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(d, dict): raise ConfigError(f"{path}: expected a mapping at the top level, got {type(d).__name__}")
     bases = d.pop("_base_", [])
@@ -111,9 +116,8 @@ def parse_override(s: str) -> tuple:
     if "=" not in s: raise ConfigError(f"override {s!r}: expected key=value, e.g. optim.epochs=3")
     k, v = s.split("=", 1)
     if not k.strip(): raise ConfigError(f"override {s!r}: empty key")
-    try: val = yaml.safe_load(v) if v.strip() else ""
+    try: val = _yaml(v) if v.strip() else ""
     except yaml.YAMLError: val = v
-    if isinstance(val, str) and _SCI.match(val.strip()): val = float(val)   # loss.args.eps=1e-6 too
     return k.strip().split("."), val
 
 def apply_overrides(d: dict, overrides=()) -> dict:
@@ -128,7 +132,7 @@ def apply_overrides(d: dict, overrides=()) -> dict:
         node[keys[-1]] = val
     return d
 
-# %% ../nbs/11_train.ipynb #ac36bba4
+# %% ../nbs/11_train.ipynb #6baf83fd
 _COERCE = {float: (int, float), int: (int,), bool: (bool,), str: (str,), dict: (dict,), list: (list, tuple)}
 
 def _check_type(val, tp, where):
@@ -136,7 +140,6 @@ def _check_type(val, tp, where):
         args = [a for a in tp.__args__ if a is not type(None)]
         if val is None: return None
         tp = args[0]
-    if tp is float and isinstance(val, str) and _SCI.match(val.strip()): val = float(val)
     ok = _COERCE.get(tp)
     if ok is None: return val
     if not isinstance(val, ok) or (tp in (int, float) and isinstance(val, bool)):
@@ -184,7 +187,7 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {cfg.device!r}")
     return cfg
 
-# %% ../nbs/11_train.ipynb #c6cda195
+# %% ../nbs/11_train.ipynb #6aa23bf3
 def seed_everything(seed: int, deterministic: bool = True):
     "Seed python, numpy and torch; on `deterministic`, ask torch for deterministic kernels."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
@@ -223,7 +226,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise ConfigError(f"{path}: not an mdr-gcn checkpoint (no 'model'/'config' entries)")
     return ck
 
-# %% ../nbs/11_train.ipynb #b7d319d9
+# %% ../nbs/11_train.ipynb #03c849f7
 class WarmupMultiStepLR(torch.optim.lr_scheduler.LRScheduler):
     "Per-iteration schedule: linear warm-up over `warmup_steps`, then ×`gamma` at each of `milestone_steps`."
     def __init__(self, optimizer, warmup_steps: int, milestone_steps, gamma: float = 0.1, last_epoch: int = -1):
@@ -236,7 +239,7 @@ class WarmupMultiStepLR(torch.optim.lr_scheduler.LRScheduler):
 
     def get_lr(self): return [b * self.factor(self.last_epoch) for b in self.base_lrs]
 
-# %% ../nbs/11_train.ipynb #3bc1f1bf
+# %% ../nbs/11_train.ipynb #9c91d15d
 def topk_accuracy(scores, labels, ks=(1, 5)) -> dict:
     "Top-k accuracy (%) of `scores` (N, K) against `labels` (N,), for each k in `ks` (k capped at K)."
     scores, labels = torch.as_tensor(scores), torch.as_tensor(labels)
@@ -270,7 +273,7 @@ def plot_confusion(cm: np.ndarray, class_names=None, path=None, title: str = "")
     if path is not None: fig.savefig(path, dpi=100); plt.close(fig)
     return fig
 
-# %% ../nbs/11_train.ipynb #472ebf86
+# %% ../nbs/11_train.ipynb #fcc0f11b
 class ResumableSampler(Sampler):
     "`DistributedSampler` over `dataset` (order = f(seed, epoch)) that can skip the first `skip` of its indices."
     def __init__(self, dataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True, seed: int = 0):
@@ -314,7 +317,7 @@ class SeededItems(Dataset):
         finally:
             random.setstate(saved[0]); np.random.set_state(saved[1]); torch.set_rng_state(saved[2])
 
-# %% ../nbs/11_train.ipynb #27a5d83a
+# %% ../nbs/11_train.ipynb #a0d14084
 @dataclass
 class DistInfo:
     rank: int = 0
@@ -345,7 +348,7 @@ def pick_device(name: str = "auto", dist_info: DistInfo = DistInfo()) -> torch.d
     if name.startswith("cuda") and not torch.cuda.is_available(): raise ConfigError("device: CUDA requested but not available")
     return torch.device(name)
 
-# %% ../nbs/11_train.ipynb #80e467b4
+# %% ../nbs/11_train.ipynb #4e96fb86
 def make_data_config(data: dict, where: str = "data"):
     "`data.datasets.DataConfig(**data)`, with unknown keys reported as a one-line `ConfigError`."
     from mdr_gcn_nb.data.datasets import DataConfig
@@ -391,7 +394,7 @@ def build_model_and_criterion(cfg: TrainConfig, facts: dict) -> tuple:
     model = build_model_from_config(cfg, facts)
     return model, build_criterion_from_config(cfg, facts["num_classes"], int(getattr(model, "feat_dim", 256)))
 
-# %% ../nbs/11_train.ipynb #0dc88db9
+# %% ../nbs/11_train.ipynb #b95dc60f
 class NonFiniteLossError(RuntimeError):
     "Training stopped because the loss became NaN or infinite."
 
@@ -673,7 +676,7 @@ class Trainer:
                 "log": o / "log.csv", "checkpoint": o / "best.pt", "last": o / "last.pt",
                 "scores": o / "scores_best.npz", "confusion": o / "confusion_best.png", "per_class": o / "per_class_best.csv"}
 
-# %% ../nbs/11_train.ipynb #0530870a
+# %% ../nbs/11_train.ipynb #19147a60
 def save_scores(path, scores, labels, indices, sample_names=(), class_names=()) -> Path:
     "Write per-sample class scores (N, K), labels and dataset indices to an .npz (atomically)."
     return atomic_write(path, lambda f: np.savez(
@@ -713,7 +716,7 @@ def ensemble(paths, weights=None, softmax: bool = False) -> dict:
     out["scores"] = total.numpy()
     return out
 
-# %% ../nbs/11_train.ipynb #5570b12d
+# %% ../nbs/11_train.ipynb #f73f1e9f
 def build_trainer(cfg: TrainConfig, resume=None, log=print) -> Trainer:
     "Datasets, model and criterion from `cfg`, wrapped in a `Trainer` (optionally resuming)."
     train_set, test_set = build_datasets(cfg)
