@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mdr_gcn_nb.data import readers as R
 from mdr_gcn_nb.data.readers import (DataFormatError, FSD10_CLASSES, atomic_write, load_fsd10, load_label_map, load_ntu_npz,
-                                     load_pyskl, parse_ntu_name, parse_numbers, pyskl_clip, read_openpose_dir,
+                                     load_pyskl, parse_ntu_name, pyskl_clip, read_openpose_dir,
                                      read_skeleton, skeleton_from_xyz, write_skeleton)
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "real_samples"
@@ -80,21 +81,93 @@ def test_crlf_reads_like_lf(tmp_path):
     assert write_skeleton(tmp_path / "w.skeleton", a, crlf=True).read_bytes() == p.read_bytes()
 
 
-def test_parse_numbers_matches_float_on_real_text():
-    buf = FILES[2].read_bytes()
-    vals, starts, ends, invalid = parse_numbers(buf)
-    ref = np.array([float(t) for t in buf.split()])
-    assert invalid.size == 0
-    np.testing.assert_array_equal(vals, ref)          # bit for bit
+def _fast(buf: bytes):
+    return R._skeleton_kernel(np.frombuffer(buf + b"\0", np.uint8), R._P10)
 
 
-def test_parse_numbers_matches_float_beyond_2_to_53():
-    """16-digit integers above 2**53 are on the fast path: the int-to-double conversion must round like float()."""
-    toks = ["9007199254740993", "9999999999999999", "9007199254740995", "-900719925474099", "123456789012345.6",
-            ".000000000000001", "0.999999999999999", "72057594037931101"]
-    vals, _, _, invalid = parse_numbers(" ".join(toks).encode())
-    assert invalid.size == 0
-    np.testing.assert_array_equal(vals, np.array([float(t) for t in toks]))
+def _bits(x):
+    return x.dtype, x.shape, x.tobytes()
+
+
+@pytest.mark.parametrize("action", sorted(FRAMES))
+def test_fast_and_careful_readers_agree_bit_for_bit_on_real_files(action):
+    buf = FILES[action].read_bytes()
+    status, *fast = _fast(buf)
+    assert status == 0                                   # real files never need the careful reader
+    careful = R._read_lines(FILES[action], buf.decode())
+    for f, c in zip(fast, careful):
+        assert _bits(f) == _bits(c)
+    ref = np.array([float(t) for t in buf.split()])      # every joint field is float()'s double
+    assert np.isin(fast[3].ravel(), ref).all() and np.array_equal(fast[3].ravel()[:300], ref[13:313])
+
+
+def _with_joint_tokens(tmp_path, toks, name="odd.skeleton"):
+    """A real file whose first 12 joint fields of frame 0 are replaced by `toks`."""
+    g = _lines(5)
+    g[4] = " ".join(toks) + "\n"
+    return _write(tmp_path, g, name)
+
+
+@pytest.mark.parametrize("toks", [
+    ["9007199254740993", "72057594037931101", "0.12345678901234567", "1.401298E-45", "1e23", "-1e-23",
+     "00000000000000000000001.5", "1.5e+0300", "7", "8", "9", "10"],     # beyond the fast path: float() decides
+    ["1", "-0", ".5", "5.", "+2", "1e22", "1e-22", "9007199254740991", "8.157031E-05", "-0.2059419", "123456.7", "2"],
+])
+def test_any_number_float_accepts_is_read_as_float_reads_it(tmp_path, toks):
+    p = _with_joint_tokens(tmp_path, toks)
+    sk = read_skeleton(p)
+    got = sk["joints"][0, 0]
+    assert got.tobytes() == np.array([float(t) for t in toks]).tobytes()
+    # the first set is only readable by the careful reader, the second stays on the fast path
+    assert _fast(p.read_bytes())[0] == (1 if "1e23" in toks else 0)
+    ref = read_skeleton(FILES[5])
+    np.testing.assert_array_equal(sk["joints"][1:], ref["joints"][1:])
+
+
+@pytest.mark.parametrize("edit", ["indented", "blank_lines", "tabs", "crlf", "no_final_newline", "trailing_spaces"])
+def test_harmless_layout_variations_read_the_same(tmp_path, edit):
+    text = FILES[5].read_text()
+    text = {"indented": text.replace("\n", "\n  "), "blank_lines": text.replace("\n25\n", "\n\n25\n\n"),
+            "tabs": text.replace(" ", "\t"), "crlf": text.replace("\n", "\r\n"), "no_final_newline": text.rstrip("\n"),
+            "trailing_spaces": text.replace("\n", "  \n")}[edit]
+    p = tmp_path / "S001C001P001R001A005.skeleton"
+    p.write_bytes(text.encode())
+    assert _fast(p.read_bytes())[0] == 0
+    a, b = read_skeleton(FILES[5]), read_skeleton(p)
+    for k in ("body_count", "body_id", "info", "joints", "frame"):
+        assert _bits(a[k]) == _bits(b[k])
+
+
+@pytest.mark.parametrize("edit, pattern", [
+    ("field_moved_to_next_line", r"line 5: joint 0 of frame 0 has 11 fields, expected 12"),
+    ("lone_cr", r"joint \d+ of frame 0 has \d+ fields, expected 12"),
+    ("body_id_overflow", r"line 3: bodyID '18446744073709551616' is not a 64-bit unsigned integer"),
+    ("body_id_negative", r"line 3: bodyID '-5' is not a 64-bit unsigned integer"),
+    ("inf", r"line 5: 'inf' is not a finite number"),
+    ("nul_byte", r"line 5: non-numeric field"),
+])
+def test_what_the_fast_reader_refuses_the_careful_reader_names(tmp_path, edit, pattern):
+    g = _lines(5)
+    f = g[4].split()
+    if edit == "field_moved_to_next_line": g[4], g[5] = " ".join(f[:11]) + "\n", f[11] + " " + g[5]
+    if edit == "lone_cr": g[4] = " ".join(f[:6]) + "\r" + " ".join(f[6:]) + "\n"
+    if edit == "body_id_overflow": g[2] = "18446744073709551616 " + g[2].split(" ", 1)[1]
+    if edit == "body_id_negative": g[2] = "-5 " + g[2].split(" ", 1)[1]
+    if edit == "inf": g[4] = "inf " + " ".join(f[1:]) + "\n"
+    if edit == "nul_byte": g[4] = f[0] + "\0 " + " ".join(f[1:]) + "\n"
+    p = _write(tmp_path, g)
+    assert _fast(p.read_bytes())[0] == 1
+    with pytest.raises(DataFormatError) as e:
+        read_skeleton(p)
+    assert re.search(pattern, one_line(e)), str(e.value)
+
+
+def test_body_id_at_the_64_bit_limit_is_exact(tmp_path):
+    g = _lines(5)
+    g[2] = "18446744073709551615 " + g[2].split(" ", 1)[1]
+    p = _write(tmp_path, g)
+    assert _fast(p.read_bytes())[0] == 0
+    assert int(read_skeleton(p)["body_id"][0]) == 2**64 - 1
 
 
 def test_generated_two_person_file_with_empty_frames_round_trips(tmp_path):
