@@ -463,3 +463,14 @@ def test_whitespace_variants_read_the_same(tmp_path, variant):
     a, b = read_skeleton(FILES[5]), read_skeleton(p)
     for k in ("body_count", "body_id", "info", "joints"):
         np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_fast_and_careful_readers_agree_on_the_generated_ntu_samples():
+    files = sorted((Path(__file__).resolve().parents[1] / "data_samples" / "ntu" / "skeletons").glob("*.skeleton"))
+    assert len(files) >= 10
+    for p in files:
+        buf = p.read_bytes()
+        status, *fast = _fast(buf)
+        assert status == 0, p.name
+        for f, c in zip(fast, R._read_lines(p, buf.decode())):
+            assert _bits(f) == _bits(c), p.name
