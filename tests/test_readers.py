@@ -474,3 +474,30 @@ def test_fast_and_careful_readers_agree_on_the_generated_ntu_samples():
         assert status == 0, p.name
         for f, c in zip(fast, R._read_lines(p, buf.decode())):
             assert _bits(f) == _bits(c), p.name
+
+
+@pytest.mark.parametrize("make, pattern", [
+    (lambda g: ["1" * 4301 + "\n"] + g[1:], r"line 1: expected the frame count \(one non-negative integer of at most 9 digits\)"),
+    (lambda g: g[:1] + ["٥\n"] + g[2:], r"line 2: expected the body count of frame 0"),             # not an ASCII digit
+    (lambda g: g[:2] + ["9" * 4301 + " " + g[2].split(" ", 1)[1]] + g[3:], r"line 3: bodyID '9{40}' is not a 64-bit"),
+    (lambda g: g[:4] + ["x" * 100000 + " " + g[4].split(" ", 1)[1]] + g[5:], r"line 5: non-numeric field 'x{40}' in joint 0"),
+])
+def test_huge_or_foreign_tokens_give_a_short_one_line_error(tmp_path, make, pattern):
+    p = _write(tmp_path, make(_lines(5)))
+    with pytest.raises(DataFormatError) as e:
+        read_skeleton(p)
+    msg = one_line(e)
+    assert re.search(pattern, msg), msg[:300]
+    assert len(msg) < 300
+
+
+def test_a_body_id_with_many_leading_zeros_reads_the_same_on_both_paths(tmp_path):
+    g = _lines(5)
+    g[2] = "0" * 4300 + "7 " + g[2].split(" ", 1)[1]
+    p = _write(tmp_path, g)
+    buf = p.read_bytes()
+    status, *fast = _fast(buf)
+    assert status == 0
+    careful = R._read_lines(p, buf.decode())
+    assert all(_bits(f) == _bits(c) for f, c in zip(fast, careful))
+    assert int(read_skeleton(p)["body_id"][0]) == 7
