@@ -178,6 +178,12 @@ def _fsd(d: Path, x, names, labels):
     return DataConfig(kind="fsd10", path=str(d))
 
 
+def _fsd_none(d: Path):
+    np.save(d / "train_data_25.npy", OK5)
+    pickle.dump((None, [0, 1]), open(d / "train_label_25.pkl", "wb"))
+    return DataConfig(kind="fsd10", path=str(d))
+
+
 def _gym(d: Path, **change):
     a = {**pickle.load(open(SAMPLES / "gym" / "gym_synth.pkl", "rb"))["annotations"][0], **change}
     pickle.dump({"split": {"train": [a["frame_dir"]], "val": [a["frame_dir"]]}, "annotations": [a]}, open(d / "g.pkl", "wb"))
@@ -211,6 +217,11 @@ BAD = {  # case: (make the files and the config, the file the message must name,
     "ntu wrong rank": (lambda d: _ntu(d, XN.reshape(2, 300, 2, 75), YN), "n.npz", "must have rank 3"),
     "ntu NaN": (lambda d: _ntu(d, np.where(np.arange(150) == 3, np.nan, XN).astype(np.float32), YN), "n.npz", "clip 0 of x_train contains NaN"),
     "ntu empty clip": (lambda d: _ntu(d, np.concatenate([XN[:1], 0 * XN[:1]]), YN), "n.npz", "is an empty clip"),
+    "ntu non-integer labels": (lambda d: _ntu(d, XN, np.array([0, 1.5])), "n.npz", "non-integer labels (e.g. 1.5)"),
+    "fsd10 labels not a sequence": (lambda d: _fsd(d, OK5, ["a", "b"], 5), "train_label_25.pkl", "expected a pair (sample_names, labels) of sequences"),
+    "fsd10 names a string": (lambda d: _fsd(d, OK5, "ab", [0, 1]), "train_label_25.pkl", "sample_names is one string"),
+    "fsd10 names None": (_fsd_none, "train_label_25.pkl", "of sequences"),
+    "gym ragged keypoint": (lambda d: _gym(d, keypoint=[np.zeros((9, 17, 2)), np.zeros((8, 17, 2))]), "g.pkl", "keypoint is not a rectangular array"),
 }
 
 
@@ -252,3 +263,14 @@ def test_random_move_keeps_undetected_openpose_joints_at_zero():
         missing = (raw == 0).all(0)                                        # (T, V, M): undetected joints and padding
         assert missing.any() and (moved[:, missing] == 0).all()
         assert (moved[:2, ~missing] != raw[:2, ~missing]).any()
+
+
+def test_min_frames_must_be_positive():
+    with pytest.raises(ValueError, match="min_frames must be >= 1, got 0"):
+        DataConfig(kind="ntu", min_frames=0)
+
+
+def test_coco_bones_follow_pyskl():
+    "FineGym's bone modality uses PYSKL's COCO pairs: the hips hang from the nose."
+    bones = dict(get_layout("coco17").bones)
+    assert bones[11] == 0 and bones[12] == 0 and bones[13] == 11 and bones[5] == 0 and bones[0] == 0

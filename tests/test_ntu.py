@@ -298,7 +298,26 @@ def test_errors(tmp_path):
         preprocess_ntu(tmp_path / "sk", tmp_path / "out")
     with pytest.raises(DataFormatError, match="not an NTU sample name"):
         load_name_list(["S001", "S001C001P001R001A001"])
+    (tmp_path / "sk" / "S1C1.skeleton").unlink()
+    recording(tmp_path / "sk" / "S001C001P001R001A000.skeleton", [(1, span(0, 20), person(20))], 20)
+    with pytest.raises(DataFormatError, match=r"A000.skeleton: label out of range: action A000"):
+        preprocess_ntu(tmp_path / "sk", tmp_path / "out")
     assert not (tmp_path / "out" / "NTU60_CS.npz").exists()
+
+
+def test_missing_none_skips_nothing(tmp_path):
+    make_folder(tmp_path / "sk")
+    n = len(list((tmp_path / "sk").glob("*.skeleton")))
+    r = preprocess_ntu(tmp_path / "sk", tmp_path / "out", missing=None)
+    assert r["skipped"] == 0 and r["xsub_train"] + r["xsub_test"] == n
+
+
+def test_a_body_twice_in_one_frame_is_a_one_line_error(tmp_path):
+    p = recording(tmp_path / "S001C001P001R001A001.skeleton",
+                  [(1, span(0, 20), person(20)), (2, span(0, 20), person(20, x0=1.0)), (2, [19], person(1, x0=1.0))], 20)
+    for compat in (True, False):
+        with pytest.raises(DataFormatError, match=r"A001.skeleton: bodyID 2 appears twice in frame 19"):
+            ntu_clip(p, ctrgcn_compat=compat)
 
 
 @pytest.mark.skipif(not REAL.exists(), reason="real samples not found")
