@@ -6,14 +6,16 @@
 __all__ = ['cmd_train', 'cmd_test', 'cmd_ensemble', 'cmd_preprocess_ntu', 'cmd_make_samples', 'cmd_summary', 'make_parser',
            'split_overrides', 'main']
 
-# %% ../nbs/12_cli.ipynb #b042641d
-import argparse, json, os, re, sys, time
+# %% ../nbs/12_cli.ipynb #9293911a
+import argparse, json, os, re, shlex, sys, time
 from pathlib import Path
+
+import numpy as np
 
 from .train import (ConfigError, NonFiniteLossError, load_config, train, evaluate_checkpoint,
                               ensemble, model_summary, save_scores, load_scores)
 
-# %% ../nbs/12_cli.ipynb #4b8d341f
+# %% ../nbs/12_cli.ipynb #ae6401c9
 def _fmt_time(s: float) -> str: return f"{int(s // 60)}m{s % 60:04.1f}s" if s >= 60 else f"{s:.1f}s"
 
 def _is_main_rank() -> bool: return os.environ.get("RANK", "0") == "0"
@@ -31,14 +33,14 @@ def cmd_train(a) -> int:
     if a.resume or a.resume_from:
         resume = Path(a.resume_from) if a.resume_from else Path(cfg.out_dir) / cfg.name / "last.pt"
         if not resume.is_file(): raise ConfigError(f"--resume: {resume}: no checkpoint to resume from")
-    s = train(cfg, resume=resume)
+    s = train(cfg, resume=resume, overwrite=a.force)
     if _is_main_rank():
         paper = f"; the paper reports {cfg.paper.top1}% ({cfg.paper.source})" if cfg.paper.top1 else ""
         print(f"\ndone in {_fmt_time(s['seconds'])}: best test top-1 {s['best_top1']:.2f}% (top-5 {s['best_top5']:.2f}%) "
               f"at epoch {s['best_epoch']}; chance is {s['chance']:.1f}%{paper}")
         for k in ("log", "checkpoint", "last", "scores", "confusion", "per_class"):
             print(f"  {k + ':':<12}{s[k]}")
-        print(f"check it with: mdr-gcn test --checkpoint {s['checkpoint']}")
+        print(f"check it with: mdr-gcn test --checkpoint {shlex.quote(str(s['checkpoint']))}")
     return 0
 
 def cmd_test(a) -> int:
@@ -58,7 +60,8 @@ def cmd_ensemble(a) -> int:
     print(f"ensemble of {len(r['streams'])}: top-1 {e['top1']:.2f}%  top-5 {e['top5']:.2f}%")
     if a.out:
         ref = load_scores(a.scores[0])
-        save_scores(a.out, r["scores"], ref["labels"], ref["indices"], ref.get("sample_names", ()), ref.get("class_names", ()))
+        save_scores(a.out, r["scores"], ref["labels"], ref.get("indices", np.arange(len(ref["labels"]))),
+                    ref.get("sample_names", ()), ref.get("class_names", ()))
         print(f"  fused scores: {a.out}")
     return 0
 
@@ -75,6 +78,10 @@ def cmd_preprocess_ntu(a) -> int:
 def cmd_make_samples(a) -> int:
     "Write the small synthetic datasets (FSD-10, FineGym and NTU formats)."
     from mdr_gcn_nb.synth import make_samples
+    dst = Path(a.out)
+    if dst.exists() and not dst.is_dir(): raise ConfigError(f"{dst}: is a file, expected a folder")
+    if dst.is_dir() and any(dst.iterdir()) and not a.force:
+        raise ConfigError(f"{dst}: not empty; make-samples would replace the files it writes there (pass --force, or another --out)")
     out = make_samples(a.out, seed=a.seed)                         # {part: path, or nested dicts/lists of paths}
     def files(d):
         if isinstance(d, dict): return [f for v in d.values() for f in files(v)]
@@ -88,6 +95,7 @@ def cmd_make_samples(a) -> int:
 
 def cmd_summary(a) -> int:
     "torchinfo table, parameter count and FLOPs of a config's model."
+    if a.frames < 1: raise ConfigError(f"--frames must be >= 1, got {a.frames}")
     cfg = load_config(a.config, a.overrides)
     r = model_summary(cfg, frames=a.frames, depth=a.depth)
     print(r["table"])
@@ -95,7 +103,7 @@ def cmd_summary(a) -> int:
           f"({r['flops'] / 2e9:.2f} GMACs) per forward of one clip {tuple(r['input'])}")
     return 0
 
-# %% ../nbs/12_cli.ipynb #648d31f3
+# %% ../nbs/12_cli.ipynb #4cc7673d
 def _add_overrides(p):
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.epochs=3 data.window=64")
 
@@ -115,6 +123,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", help="override out_dir"); p.add_argument("--name", help="override the run name")
     p.add_argument("--seed", type=int, help="override seed"); p.add_argument("--device", help="auto | cpu | cuda[:i]")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--force", action="store_true", help="start over even if <out_dir>/<name> already holds a run (replaces its files)")
     _add_overrides(p); p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("test", help="evaluate a checkpoint on its test set", description=
@@ -144,6 +153,7 @@ def make_parser() -> argparse.ArgumentParser:
         "Write small synthetic datasets in the FSD-10, FineGym (PYSKL) and NTU formats (not real data).")
     p.add_argument("--out", default="data_samples", help="output folder (default: data_samples)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="write into a folder that is not empty (replaces the sample files)")
     p.set_defaults(func=cmd_make_samples)
 
     p = sub.add_parser("summary", help="layers, parameters and FLOPs of a config's model", description=
@@ -153,25 +163,36 @@ def make_parser() -> argparse.ArgumentParser:
     _add_overrides(p); p.set_defaults(func=cmd_summary)
     return ap
 
-# %% ../nbs/12_cli.ipynb #5daf891d
+# %% ../nbs/12_cli.ipynb #ef50dc93
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w]*(\.[\w]+)*=")
 
-def split_overrides(argv) -> tuple:
-    "(other arguments, `key=value` overrides): overrides may stand anywhere after the sub-command."
+def _parser_facts(ap: argparse.ArgumentParser) -> tuple:
+    "(sub-commands that take overrides, options that take a value) of the `mdr-gcn` parser."
+    sub = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction))
+    takes = {n for n, p in sub.choices.items() if any(a.dest == "overrides" for a in p._actions)}
+    valued = {o for p in sub.choices.values() for a in p._actions if a.option_strings and a.nargs != 0 for o in a.option_strings}
+    return takes, valued
+
+def split_overrides(argv, takes=("train", "test", "summary"), valued=("--config", "-c", "--name", "--out-dir", "--checkpoint", "-k", "--out")) -> tuple:
+    "(other arguments, `key=value` overrides): overrides may stand anywhere after a sub-command that takes them, but not as an option's value."
     argv = list(argv)
-    over = [t for t in argv[1:] if _OVERRIDE.match(t)]
-    return argv[:1] + [t for t in argv[1:] if not _OVERRIDE.match(t)], over
+    i = next((k for k, t in enumerate(argv) if not t.startswith("-")), len(argv))   # the sub-command (after global flags)
+    if i == len(argv) or argv[i] not in takes: return argv, []
+    rest, over, value_next = [], [], False
+    for t in argv[i + 1:]:
+        (over if not value_next and _OVERRIDE.match(t) else rest).append(t)
+        value_next = t in valued
+    return argv[:i + 1] + rest, over
 
 def main(argv=None) -> int:
     "Entry point of the `mdr-gcn` console script."
     ap = make_parser()
-    argv, over = split_overrides(sys.argv[1:] if argv is None else argv)
+    argv, over = split_overrides(sys.argv[1:] if argv is None else argv, *_parser_facts(ap))
     a = ap.parse_args(argv)
-    if over and not hasattr(a, "overrides"): ap.error(f"{a.command} takes no key=value overrides (got {over[0]})")
     if hasattr(a, "overrides"): a.overrides = list(a.overrides) + over
     try:
         return a.func(a)
-    except (ConfigError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
+    except (ConfigError, OSError) as e:
         if a.debug: raise
         print(f"mdr-gcn {a.command}: error: {e}", file=sys.stderr); return 2
     except (ValueError, KeyError, TypeError) as e:

@@ -5,15 +5,15 @@
 # %% auto #0
 __all__ = ['ConfigError', 'ModelSection', 'LossSection', 'OptimSection', 'PaperSection', 'TrainConfig', 'parse_override',
            'apply_overrides', 'config_from_dict', 'load_config', 'config_to_dict', 'check_config', 'seed_everything',
-           'get_rng_state', 'set_rng_state', 'atomic_save', 'atomic_write_text', 'load_checkpoint', 'WarmupMultiStepLR',
-           'topk_accuracy', 'confusion_matrix', 'per_class_accuracy', 'plot_confusion', 'ResumableSampler',
-           'SeededItems', 'DistInfo', 'init_distributed', 'shutdown_distributed', 'pick_device', 'make_data_config',
-           'build_datasets', 'data_facts', 'build_model_from_config', 'build_criterion_from_config',
+           'get_rng_state', 'set_rng_state', 'atomic_save', 'atomic_write_text', 'load_checkpoint', 'load_weights',
+           'WarmupMultiStepLR', 'topk_accuracy', 'confusion_matrix', 'per_class_accuracy', 'plot_confusion',
+           'ResumableSampler', 'SeededItems', 'DistInfo', 'init_distributed', 'shutdown_distributed', 'pick_device',
+           'make_data_config', 'build_datasets', 'data_facts', 'build_model_from_config', 'build_criterion_from_config',
            'build_model_and_criterion', 'NonFiniteLossError', 'Trainer', 'save_scores', 'load_scores', 'ensemble',
            'build_trainer', 'train', 'evaluate_checkpoint', 'count_flops', 'model_summary']
 
-# %% ../nbs/11_train.ipynb #2a694225
-import csv, io, json, os, random, re, time
+# %% ../nbs/11_train.ipynb #40f8860c
+import csv, io, json, math, os, random, re, time
 from dataclasses import dataclass, field, fields, asdict, is_dataclass
 from pathlib import Path
 from typing import Optional, Union, get_type_hints, get_origin
@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from .data.readers import atomic_write
 
-# %% ../nbs/11_train.ipynb #f4a44843
+# %% ../nbs/11_train.ipynb #76eb452c
 class ConfigError(ValueError):
     "A bad configuration or path; the message names the file or key and what is wrong."
 
@@ -83,7 +83,7 @@ class TrainConfig:
     optim: OptimSection = field(default_factory=OptimSection)
     paper: PaperSection = field(default_factory=PaperSection)
 
-# %% ../nbs/11_train.ipynb #79bb2c05
+# %% ../nbs/11_train.ipynb #27229581
 class _Loader(yaml.SafeLoader):
     "PyYAML's safe loader, plus YAML 1.2 floats: `1e-4` is a float, not the string PyYAML 1.1 makes of it."
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
@@ -102,10 +102,16 @@ def _read_yaml(path: Path, _seen=()) -> dict:
     path = Path(path)
     if not path.is_file(): raise ConfigError(f"{path}: config file not found")
     if path.resolve() in _seen: raise ConfigError(f"{path}: _base_ cycle")
-    try: d = _yaml(path.read_text()) or {}
-    except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    try: d = _yaml(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e: raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where} ({str(e).splitlines()[0]})") from None
     if not isinstance(d, dict): raise ConfigError(f"{path}: expected a mapping at the top level, got {type(d).__name__}")
     bases = d.pop("_base_", [])
+    if not (isinstance(bases, str) or (isinstance(bases, list) and all(isinstance(b, str) for b in bases))):
+        raise ConfigError(f"{path}: _base_ must be a file name or a list of file names, got {bases!r}")
     merged = {}
     for b in ([bases] if isinstance(bases, str) else bases):
         merged = _merge(merged, _read_yaml(path.parent / b, _seen + (path.resolve(),)))
@@ -132,7 +138,7 @@ def apply_overrides(d: dict, overrides=()) -> dict:
         node[keys[-1]] = val
     return d
 
-# %% ../nbs/11_train.ipynb #6baf83fd
+# %% ../nbs/11_train.ipynb #aba6e76c
 _COERCE = {float: (int, float), int: (int,), bool: (bool,), str: (str,), dict: (dict,), list: (list, tuple)}
 
 def _check_type(val, tp, where):
@@ -178,8 +184,18 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     o = cfg.optim
     if o.epochs < 1: raise ConfigError(f"optim.epochs must be >= 1, got {o.epochs}")
     if o.batch_size < 1: raise ConfigError(f"optim.batch_size must be >= 1, got {o.batch_size}")
-    if o.lr <= 0: raise ConfigError(f"optim.lr must be > 0, got {o.lr}")
-    if o.warmup_epochs < 0: raise ConfigError(f"optim.warmup_epochs must be >= 0")
+    if not (math.isfinite(o.lr) and o.lr > 0): raise ConfigError(f"optim.lr must be a finite number > 0, got {o.lr}")
+    if not (math.isfinite(o.gamma) and o.gamma > 0): raise ConfigError(f"optim.gamma must be a finite number > 0, got {o.gamma}")
+    if not 0 <= o.momentum < 1: raise ConfigError(f"optim.momentum must be in [0, 1), got {o.momentum}")
+    if not (math.isfinite(o.weight_decay) and o.weight_decay >= 0): raise ConfigError(f"optim.weight_decay must be >= 0, got {o.weight_decay}")
+    if not (math.isfinite(o.grad_clip) and o.grad_clip >= 0): raise ConfigError(f"optim.grad_clip must be >= 0, got {o.grad_clip}")
+    if o.test_batch_size < 0: raise ConfigError(f"optim.test_batch_size must be >= 0 (0: batch_size), got {o.test_batch_size}")
+    if not (math.isfinite(cfg.loss.centre_lr) and cfg.loss.centre_lr > 0): raise ConfigError(f"loss.centre_lr must be a finite number > 0, got {cfg.loss.centre_lr}")
+    if cfg.num_workers < 0: raise ConfigError(f"num_workers must be >= 0, got {cfg.num_workers}")
+    if cfg.threads < 0: raise ConfigError(f"threads must be >= 0 (0: torch's default), got {cfg.threads}")
+    if not cfg.name or cfg.name in (".", "..") or "/" in cfg.name or "\\" in cfg.name:
+        raise ConfigError(f"name must be a plain folder name (the run goes to <out_dir>/<name>), got {cfg.name!r}")
+    if not (math.isfinite(o.warmup_epochs) and o.warmup_epochs >= 0): raise ConfigError(f"optim.warmup_epochs must be >= 0, got {o.warmup_epochs}")
     if any(not isinstance(m, int) for m in o.milestones) or list(o.milestones) != sorted(o.milestones):
         raise ConfigError(f"optim.milestones must be increasing integer epochs, got {o.milestones}")
     if cfg.checkpoint_every < 0: raise ConfigError(f"checkpoint_every must be >= 0")
@@ -187,7 +203,7 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {cfg.device!r}")
     return cfg
 
-# %% ../nbs/11_train.ipynb #6aa23bf3
+# %% ../nbs/11_train.ipynb #a1546055
 def seed_everything(seed: int, deterministic: bool = True):
     "Seed python, numpy and torch; on `deterministic`, ask torch for deterministic kernels."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
@@ -226,7 +242,28 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise ConfigError(f"{path}: not an mdr-gcn checkpoint (no 'model'/'config' entries)")
     return ck
 
-# %% ../nbs/11_train.ipynb #03c849f7
+def load_weights(path, ck: dict, model: nn.Module, criterion: nn.Module):
+    "Load a checkpoint's model and loss weights into `model` and `criterion` (one-line `ConfigError` if they do not fit)."
+    for what, m, key in (("model", model, "model"), ("loss", criterion, "criterion")):
+        if key not in ck: raise ConfigError(f"{path}: no {key!r} entry (not a complete mdr-gcn checkpoint)")
+        try: m.load_state_dict(ck[key])
+        except RuntimeError as e:
+            lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+            detail = lines[1] if len(lines) > 1 else lines[0]
+            raise ConfigError(f"{path}: its {what} weights do not fit the {what} this config builds ({detail[:160]})") from None
+
+_RESUME_FREE = ("epochs", "test_batch_size")                 # optim settings a resumed run may change
+
+def _changed_optim(saved: dict, now: dict) -> str:
+    "The optimiser settings that differ between a checkpoint's config and this one ('' if none)."
+    diffs = [f"optim.{k} is {now['optim'].get(k)!r} here and {v!r} in the checkpoint"
+             for k, v in saved.get("optim", {}).items() if k not in _RESUME_FREE and now["optim"].get(k) != v]
+    old = saved.get("loss", {}).get("centre_lr")
+    if old is not None and old != now["loss"]["centre_lr"]:
+        diffs.append(f"loss.centre_lr is {now['loss']['centre_lr']!r} here and {old!r} in the checkpoint")
+    return "; ".join(diffs)
+
+# %% ../nbs/11_train.ipynb #ff50ddbd
 class WarmupMultiStepLR(torch.optim.lr_scheduler.LRScheduler):
     "Per-iteration schedule: linear warm-up over `warmup_steps`, then ×`gamma` at each of `milestone_steps`."
     def __init__(self, optimizer, warmup_steps: int, milestone_steps, gamma: float = 0.1, last_epoch: int = -1):
@@ -239,7 +276,7 @@ class WarmupMultiStepLR(torch.optim.lr_scheduler.LRScheduler):
 
     def get_lr(self): return [b * self.factor(self.last_epoch) for b in self.base_lrs]
 
-# %% ../nbs/11_train.ipynb #9c91d15d
+# %% ../nbs/11_train.ipynb #b12efce5
 def topk_accuracy(scores, labels, ks=(1, 5)) -> dict:
     "Top-k accuracy (%) of `scores` (N, K) against `labels` (N,), for each k in `ks` (k capped at K)."
     scores, labels = torch.as_tensor(scores), torch.as_tensor(labels)
@@ -273,7 +310,7 @@ def plot_confusion(cm: np.ndarray, class_names=None, path=None, title: str = "")
     if path is not None: fig.savefig(path, dpi=100); plt.close(fig)
     return fig
 
-# %% ../nbs/11_train.ipynb #fcc0f11b
+# %% ../nbs/11_train.ipynb #ba3a7701
 class ResumableSampler(Sampler):
     "`DistributedSampler` over `dataset` (order = f(seed, epoch)) that can skip the first `skip` of its indices."
     def __init__(self, dataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True, seed: int = 0):
@@ -317,7 +354,7 @@ class SeededItems(Dataset):
         finally:
             random.setstate(saved[0]); np.random.set_state(saved[1]); torch.set_rng_state(saved[2])
 
-# %% ../nbs/11_train.ipynb #a0d14084
+# %% ../nbs/11_train.ipynb #6dc2c0cf
 @dataclass
 class DistInfo:
     rank: int = 0
@@ -348,7 +385,7 @@ def pick_device(name: str = "auto", dist_info: DistInfo = DistInfo()) -> torch.d
     if name.startswith("cuda") and not torch.cuda.is_available(): raise ConfigError("device: CUDA requested but not available")
     return torch.device(name)
 
-# %% ../nbs/11_train.ipynb #4e96fb86
+# %% ../nbs/11_train.ipynb #1ce7c2ad
 def make_data_config(data: dict, where: str = "data"):
     "`data.datasets.DataConfig(**data)`, with unknown keys reported as a one-line `ConfigError`."
     from mdr_gcn_nb.data.datasets import DataConfig
@@ -394,7 +431,7 @@ def build_model_and_criterion(cfg: TrainConfig, facts: dict) -> tuple:
     model = build_model_from_config(cfg, facts)
     return model, build_criterion_from_config(cfg, facts["num_classes"], int(getattr(model, "feat_dim", 256)))
 
-# %% ../nbs/11_train.ipynb #b95dc60f
+# %% ../nbs/11_train.ipynb #39301942
 class NonFiniteLossError(RuntimeError):
     "Training stopped because the loss became NaN or infinite."
 
@@ -479,7 +516,13 @@ class Trainer:
     def load(self, path):
         "Restore everything from a checkpoint, to continue exactly where it was written."
         ck = load_checkpoint(path, map_location=self.device)
-        _unwrap(self.model).load_state_dict(ck["model"]); self.criterion.load_state_dict(ck["criterion"])
+        need = ("criterion", "optimizer", "scheduler", "scaler", "epoch", "step", "global_step", "steps_per_epoch", "best", "history", "meter", "rng")
+        missing = [k for k in need if k not in ck]
+        if missing: raise ConfigError(f"{path}: not a training checkpoint to resume from (no {', '.join(missing)})")
+        changed = _changed_optim(ck["config"], config_to_dict(self.cfg))
+        if changed: raise ConfigError(f"{path}: resuming continues the saved optimiser and schedule, but {changed}; "
+                                      "start a new run (another --name, or --force) to train with new settings")
+        load_weights(path, ck, _unwrap(self.model), self.criterion)
         self.optimizer.load_state_dict(ck["optimizer"])
         if self.centre_optimizer is not None and ck.get("centre_optimizer"): self.centre_optimizer.load_state_dict(ck["centre_optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"]); self.scaler.load_state_dict(ck["scaler"])
@@ -498,6 +541,10 @@ class Trainer:
 
     def save(self, name: str = "last.pt") -> Optional[Path]:
         if not self.dist.main: return None
+        bad = [k for m in (_unwrap(self.model), self.criterion) for k, v in m.state_dict().items()
+               if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad: raise NonFiniteLossError(f"non-finite values in {bad[0]} (and {len(bad) - 1} more tensors) after epoch {self.epoch}, "
+                                         f"step {self.step}; {name} not written; last good checkpoint: {self.last_ckpt or 'none written yet'}")
         p = atomic_save(self.state_dict(), self.out / name)
         if name == "last.pt": self.last_ckpt = p
         return p
@@ -676,7 +723,7 @@ class Trainer:
                 "log": o / "log.csv", "checkpoint": o / "best.pt", "last": o / "last.pt",
                 "scores": o / "scores_best.npz", "confusion": o / "confusion_best.png", "per_class": o / "per_class_best.csv"}
 
-# %% ../nbs/11_train.ipynb #19147a60
+# %% ../nbs/11_train.ipynb #def961dd
 def save_scores(path, scores, labels, indices, sample_names=(), class_names=()) -> Path:
     "Write per-sample class scores (N, K), labels and dataset indices to an .npz (atomically)."
     return atomic_write(path, lambda f: np.savez(
@@ -692,6 +739,10 @@ def load_scores(path) -> dict:
         with np.load(path) as z: d = {k: z[k] for k in z.files}
     except Exception as e: raise ConfigError(f"{path}: not a readable .npz ({type(e).__name__})") from None
     if "scores" not in d or "labels" not in d: raise ConfigError(f"{path}: no 'scores'/'labels' arrays (not written by mdr-gcn?)")
+    sc, y = d["scores"], d["labels"]
+    if sc.ndim != 2 or y.shape != (len(sc),): raise ConfigError(f"{path}: expected scores (N, K) and labels (N,), got {sc.shape} and {y.shape}")
+    if not np.isfinite(sc).all(): raise ConfigError(f"{path}: scores contain NaN or infinite values")
+    if len(y) and (y.min() < 0 or y.max() >= sc.shape[1]): raise ConfigError(f"{path}: labels outside 0..{sc.shape[1] - 1}")
     return d
 
 def ensemble(paths, weights=None, softmax: bool = False) -> dict:
@@ -708,6 +759,9 @@ def ensemble(paths, weights=None, softmax: bool = False) -> dict:
            or ("indices" in r and not np.array_equal(r["indices"], ref["indices"])):
             raise ConfigError(f"{p}: scores are not for the same test samples as {paths[0]} "
                               f"({r['scores'].shape} vs {ref['scores'].shape} or other labels)")
+        names, ref_names = list(r.get("class_names", ())), list(ref.get("class_names", ()))
+        if names and ref_names and names != ref_names:
+            raise ConfigError(f"{p}: its class names are not those of {paths[0]} (same classes in another order?)")
         s = torch.from_numpy(r["scores"]).float()
         if softmax: s = s.softmax(1)
         total = total + w * s
@@ -716,7 +770,7 @@ def ensemble(paths, weights=None, softmax: bool = False) -> dict:
     out["scores"] = total.numpy()
     return out
 
-# %% ../nbs/11_train.ipynb #f73f1e9f
+# %% ../nbs/11_train.ipynb #47acc99a
 def build_trainer(cfg: TrainConfig, resume=None, log=print) -> Trainer:
     "Datasets, model and criterion from `cfg`, wrapped in a `Trainer` (optionally resuming)."
     train_set, test_set = build_datasets(cfg)
@@ -724,9 +778,16 @@ def build_trainer(cfg: TrainConfig, resume=None, log=print) -> Trainer:
     model, criterion = build_model_and_criterion(cfg, data_facts(train_set))
     return Trainer(cfg, model, criterion, train_set, test_set, resume=resume, log=log)
 
-def train(cfg: TrainConfig, resume=None, log=print) -> dict:
+def train(cfg: TrainConfig, resume=None, log=print,
+          overwrite: bool = False, # start over in a run folder that already holds a run (its files are replaced)
+         ) -> dict:
     "Train as `cfg` says (resuming from `resume` if given); return the summary dict (paths, best top-1)."
-    tr = build_trainer(cfg, resume=resume, log=log)
+    tr = build_trainer(cfg, resume=resume, log=log)                  # checks the whole config; writes nothing yet
+    run = Path(cfg.out_dir) / cfg.name
+    if resume is None and not overwrite and (run / "last.pt").exists():
+        shutdown_distributed()
+        raise ConfigError(f"{run}: already holds a run (last.pt); continue it with --resume, use another --name, "
+                          "or pass --force to start over and replace its files")
     try: return tr.fit()
     finally: shutdown_distributed()
 
@@ -737,11 +798,11 @@ def evaluate_checkpoint(checkpoint, overrides=(), out=None, progress: bool = Tru
     test_set, = build_datasets(cfg, ("test",))                    # the training split is not read
     facts = data_facts(test_set); facts["num_classes"] = ck.get("num_classes", facts["num_classes"])
     model, criterion = build_model_and_criterion(cfg, facts)
-    model.load_state_dict(ck["model"]); criterion.load_state_dict(ck["criterion"])
+    load_weights(checkpoint, ck, model, criterion)
     tr = Trainer(cfg, model, criterion, test_set, test_set, log=log)
     row, p = tr.evaluate()
     cm = confusion_matrix(p["scores"].argmax(1), p["labels"], facts["num_classes"])
-    res = {"checkpoint": str(checkpoint), "epoch": ck["epoch"], "n": len(p["labels"]),
+    res = {"checkpoint": str(checkpoint), "epoch": ck.get("epoch", "?"), "n": len(p["labels"]),
            "top1": row["test_top1"], "top5": row["test_top5"], "per_class": per_class_accuracy(cm).tolist()}
     if out is not None: res["scores"] = str(tr.save_scores(p, out))
     return res

@@ -146,3 +146,122 @@ def test_nan_loss_stops_with_status_3_and_keeps_the_checkpoint(tmp_path):
     ck = load_checkpoint(tmp_path / "sample_fsd10_joint" / "last.pt")
     assert (ck["epoch"], ck["step"]) == (0, 1)
     assert all(v.isfinite().all() for v in ck["model"].values() if v.is_floating_point())
+
+
+# ---------------------------------------------------------------- what a finished run and its files are protected from
+ONE_EPOCH = [*TINY[:-3], "data.max_samples=16", "optim.epochs=1", "optim.warmup_epochs=0", "optim.milestones=[]"]
+
+
+def test_a_finished_run_is_not_overwritten_without_force(tmp_path):
+    args = ["train", "--config", "configs/sample_fsd10_joint.yaml", "--out-dir", tmp_path, "--no-progress", *ONE_EPOCH]
+    rc, out, err = main_in_process(*args)
+    assert rc == 0, err
+    run_dir = tmp_path / "sample_fsd10_joint"
+    before = {f.name: f.read_bytes() for f in run_dir.iterdir()}
+    rc, out, err = main_in_process(*args, "optim.lr=0.05")
+    _one_line_error(rc, err, "already holds a run (last.pt); continue it with --resume")
+    assert {f.name: f.read_bytes() for f in run_dir.iterdir()} == before          # nothing touched, not even config.yaml
+    rc, out, err = main_in_process(*args, "optim.lr=0.05", "--force")
+    assert rc == 0, err
+    assert "lr: 0.05" in (run_dir / "config.yaml").read_text()
+
+
+def test_resume_refuses_changed_optimiser_settings(tmp_path):
+    args = ["train", "--config", "configs/sample_fsd10_joint.yaml", "--out-dir", tmp_path, "--no-progress", *ONE_EPOCH]
+    assert main_in_process(*args)[0] == 0
+    rc, out, err = main_in_process(*args, "optim.lr=0.5", "optim.epochs=2", "--resume")
+    _one_line_error(rc, err, "optim.lr is 0.5 here and 0.1 in the checkpoint")
+    rc, out, err = main_in_process(*args, "optim.epochs=2", "--resume")     # more epochs: allowed
+    assert rc == 0, err
+
+
+def test_a_checkpoint_of_another_model_is_a_one_line_error(tmp_path):
+    args = ["train", "--config", "configs/sample_fsd10_joint.yaml", "--out-dir", tmp_path, "--no-progress", *ONE_EPOCH]
+    assert main_in_process(*args)[0] == 0
+    ck = tmp_path / "sample_fsd10_joint" / "last.pt"
+    rc, out, err = main_in_process("train", "--config", "configs/sample_fsd10_joint.yaml", "--out-dir", tmp_path, "--no-progress",
+                                   *ONE_EPOCH, "model.name=stgcn", "--resume-from", ck, "--name", "other")
+    _one_line_error(rc, err, f"{ck}: its model weights do not fit the model this config builds")
+
+
+@pytest.mark.parametrize("override, msg", [
+    ("optim.gamma=-1", "optim.gamma must be a finite number > 0"),
+    ("optim.lr=.nan", "optim.lr must be a finite number > 0"),
+    ("optim.momentum=-1", "optim.momentum must be in [0, 1)"),
+    ("optim.weight_decay=-1", "optim.weight_decay must be >= 0"),
+    ("num_workers=-1", "num_workers must be >= 0"),
+    ("threads=-1", "threads must be >= 0"),
+    ("optim.test_batch_size=-1", "optim.test_batch_size must be >= 0"),
+    ("name=", "name must be a plain folder name"),
+    ("name=../x", "name must be a plain folder name"),
+])
+def test_bad_values_are_named(override, msg):
+    rc, out, err = main_in_process("train", "--config", "configs/sample_fsd10_joint.yaml", override)
+    _one_line_error(rc, err, msg)
+
+
+def test_option_values_may_contain_equals(tmp_path):
+    rc, out, err = main_in_process("train", "--config", "configs/sample_fsd10_joint.yaml", "--out-dir", tmp_path,
+                                   "--name", "lr=0.1", "--no-progress", *ONE_EPOCH)
+    assert rc == 0, err
+    assert (tmp_path / "lr=0.1" / "best.pt").is_file()
+
+
+def test_make_samples_refuses_a_folder_that_is_not_empty(tmp_path):
+    mine = tmp_path / "fsd10" / "train_data_25.npy"
+    mine.parent.mkdir(parents=True); mine.write_bytes(b"mine")
+    rc, out, err = main_in_process("make-samples", "--out", tmp_path)
+    _one_line_error(rc, err, "not empty; make-samples would replace")
+    assert mine.read_bytes() == b"mine"
+    f = tmp_path / "afile"; f.write_text("x")
+    _one_line_error(*main_in_process("make-samples", "--out", f)[::2], "is a file, expected a folder")
+
+
+def test_more_bad_input_is_one_line(tmp_path):
+    f = tmp_path / "afile"; f.write_text("x")
+    _one_line_error(*main_in_process("preprocess-ntu", SAMPLES / "ntu" / "skeletons", f)[::2], str(f))
+    _one_line_error(*main_in_process("summary", "--config", "configs/sample_fsd10_joint.yaml", "--frames", "0")[::2],
+                    "--frames must be >= 1")
+    (tmp_path / "b.yaml").write_text("_base_: 5\n")
+    _one_line_error(*main_in_process("train", "--config", tmp_path / "b.yaml")[::2], "b.yaml: _base_ must be a file name")
+    (tmp_path / "u.yaml").write_bytes(b"name: \xff\xfe\n")
+    _one_line_error(*main_in_process("train", "--config", tmp_path / "u.yaml")[::2], "u.yaml: not UTF-8 text")
+    (tmp_path / "y.yaml").write_text("optim: {epochs: [1, 2}\n")
+    _one_line_error(*main_in_process("train", "--config", tmp_path / "y.yaml")[::2], "y.yaml: not valid YAML at line 1")
+
+
+def test_ensemble_checks_what_it_fuses(tmp_path):
+    from mdr_gcn_nb.train import save_scores
+    y = np.array([0, 1, 2, 1])
+    s = np.eye(3)[y].astype(np.float32)
+    a = save_scores(tmp_path / "a.npz", s, y, np.arange(4), class_names=["x", "y", "z"])
+    b = save_scores(tmp_path / "b.npz", s, y, np.arange(4), class_names=["z", "y", "x"])
+    _one_line_error(*main_in_process("ensemble", a, b)[::2], "b.npz: its class names are not those of")
+    c = save_scores(tmp_path / "c.npz", np.where(s > 0, np.nan, s), y, np.arange(4))
+    _one_line_error(*main_in_process("ensemble", a, c)[::2], "c.npz: scores contain NaN")
+    d = save_scores(tmp_path / "d.npz", s, y + 100, np.arange(4))
+    _one_line_error(*main_in_process("ensemble", a, d)[::2], "d.npz: labels outside 0..2")
+    np.savez(tmp_path / "e.npz", scores=np.zeros(4, np.float32), labels=y)
+    _one_line_error(*main_in_process("ensemble", a, tmp_path / "e.npz")[::2], "e.npz: expected scores (N, K)")
+
+
+def test_outputs_are_readable_by_others(tmp_path):
+    from mdr_gcn_nb.data.readers import atomic_write
+    p = atomic_write(tmp_path / "x.txt", lambda f: f.write(b"1"))
+    umask = os.umask(0); os.umask(umask)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_no_checkpoint_with_non_finite_weights_or_statistics(tmp_path):
+    "lr 1e8: BatchNorm running statistics overflow before the loss does; no checkpoint may keep them."
+    rc, out, err = main_in_process("train", "--config", "configs/sample_fsd10_joint.yaml", "--out-dir", tmp_path, "--no-progress",
+                                   *TINY[:-3], "optim.epochs=2", "optim.warmup_epochs=0", "optim.milestones=[]",
+                                   "optim.lr=1e8", "checkpoint_every=1")
+    assert rc == 3 and len(err.strip().splitlines()) == 1, err
+    from mdr_gcn_nb.train import load_checkpoint
+    for name in ("last.pt", "best.pt"):
+        p = tmp_path / "sample_fsd10_joint" / name
+        if p.exists():
+            ck = load_checkpoint(p)
+            for part in ("model", "criterion"):
+                assert all(v.isfinite().all() for v in ck[part].values() if v.is_floating_point()), (name, part)
