@@ -270,7 +270,7 @@ def test_min_frames_must_be_positive():
         DataConfig(kind="ntu", min_frames=0)
 
 
-def test_coco_bones_follow_pyskl():
-    "FineGym's bone modality uses PYSKL's COCO pairs: the hips hang from the nose."
+def test_coco_bones_are_the_graph_tree():
+    "FineGym's bones: the graph's tree from the nose (the authors' intended gym_pairs), hips from the shoulders."
     bones = dict(get_layout("coco17").bones)
-    assert bones[11] == 0 and bones[12] == 0 and bones[13] == 11 and bones[5] == 0 and bones[0] == 0
+    assert bones[11] == 5 and bones[12] == 6 and bones[13] == 11 and bones[5] == 0 and bones[0] == 0

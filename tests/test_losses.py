@@ -377,3 +377,12 @@ def test_descending_eq8_lowers_the_cosine_to_other_centres():
     for _ in range(30):
         opt.zero_grad(); angle_out(cosine_matrix(x, c)[0], y).backward(); opt.step()
     assert mean_other_cos(x.detach()).item() < before - 0.1
+
+
+def test_center_loss_keeps_its_counts_on_the_centres_device(monkeypatch):
+    "No CUDA here: the meta device stands in for it; every tensor CenterLoss makes must follow the centres."
+    import mdr_gcn_nb.losses as L
+    monkeypatch.setattr(L, "_check_inputs", lambda *a, **k: None)     # value checks cannot run on meta tensors
+    m = L.CenterLoss(3, 4).to("meta")
+    out = m(torch.randn(5, 4, device="meta"), torch.zeros(5, dtype=torch.long, device="meta"))
+    assert out.device.type == "meta"

@@ -219,3 +219,39 @@ def test_c_mid_options(ratio, c_mid):
     assert m.layers[1].gcb.c_mid == c_mid                # layer 2: C_in = C_out = 64
     assert m.layers[0].gcb.c_mid == (8 if ratio != 'fixed' else 64)
     assert m(clip('gym'))[1].shape == (2, 99)
+
+
+# ---------------------------------------------------------------- the GCB against the authors' aggregation, index by index
+def _authors_gcb(blk, x, combine):
+    """SPEC 5b written out with the authors' index names: out[n,c,t,u] = sum_v (A_k + a Ã_k)[n,c,u,v] R_k[n,c,t,v],
+    Ã_k[u,v] = W_S tanh(f_S[u] +/- f_V[v]) with f_V the tensor CVSTA shares (it indexes the sending joint v).
+    The package stores A_k as [sending, receiving], so the authors' A_k is its transpose."""
+    import torch.nn.functional as F
+    out = 0
+    for k, sub in enumerate(blk.subsets):
+        f_s = sub.conv_s(x).mean(-2)                                  # (N, C_mid, V)   receiving joint u
+        f_v = sub.conv_v(x).mean(-2)                                  # (N, C_mid, V)   sending joint v
+        f_t = sub.conv_t(x).mean(-1)                                  # (N, C_mid, T)
+        R = sub.conv_tv(x) * sub.w_tv(torch.tanh(f_t[..., :, None] * f_v[..., None, :]))   # (N, C, T, V)
+        z = f_s[..., :, None] + f_v[..., None, :] if combine == "add" else f_s[..., :, None] - f_v[..., None, :]
+        At = sub.w_s(torch.tanh(z))                                   # (N, C, V(u), V(v))
+        M = blk.alpha[k % len(blk.alpha)] * At + blk.A[k].T
+        out = out + torch.einsum("ncuv,nctv->nctu", M, R)
+    return out
+
+
+@pytest.mark.parametrize("combine", ["add", "sub"])
+@pytest.mark.parametrize("alpha", ["per_subset", "shared"])
+def test_gcb_matches_the_authors_aggregation(combine, alpha):
+    from mdr_gcn_nb.cvsta import GCB, GCBNaive, load_naive_
+    from mdr_gcn_nb.graph import Graph
+    torch.manual_seed(0)
+    A = Graph("coco17").A
+    naive = GCBNaive(6, 8, A, alpha=alpha, combine=combine, block=False).double()
+    with torch.no_grad():
+        for p in naive.parameters(): p.add_(0.3 * torch.randn_like(p))   # α and the biases away from their zero init
+    x = torch.randn(2, 6, 5, 17, dtype=torch.float64)
+    ref = _authors_gcb(naive, x, combine)
+    torch.testing.assert_close(naive(x), ref, rtol=1e-10, atol=1e-10)
+    fused = load_naive_(GCB(6, 8, A, alpha=alpha, combine=combine, block=False).double(), naive)
+    torch.testing.assert_close(fused(x), ref, rtol=1e-10, atol=1e-10)
