@@ -6,7 +6,7 @@
 __all__ = ['cmd_train', 'cmd_test', 'cmd_ensemble', 'cmd_preprocess_ntu', 'cmd_make_samples', 'cmd_summary', 'make_parser',
            'split_overrides', 'main']
 
-# %% ../nbs/12_cli.ipynb #694bbf23
+# %% ../nbs/12_cli.ipynb #251b0f21
 import argparse, json, os, re, shlex, sys, time
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import numpy as np
 from .train import (ConfigError, NonFiniteLossError, load_config, train, evaluate_checkpoint,
                               ensemble, model_summary, save_scores, load_scores)
 
-# %% ../nbs/12_cli.ipynb #5adb2e5f
+# %% ../nbs/12_cli.ipynb #11a0b452
 def _fmt_time(s: float) -> str: return f"{int(s // 60)}m{s % 60:04.1f}s" if s >= 60 else f"{s:.1f}s"
 
 def _is_main_rank() -> bool: return os.environ.get("RANK", "0") == "0"
@@ -103,7 +103,7 @@ def cmd_summary(a) -> int:
           f"({r['flops'] / 2e9:.2f} GMACs) per forward of one clip {tuple(r['input'])}")
     return 0
 
-# %% ../nbs/12_cli.ipynb #dcc23c9b
+# %% ../nbs/12_cli.ipynb #3e2d7784
 def _add_overrides(p):
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.epochs=3 data.window=64")
 
@@ -163,7 +163,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_overrides(p); p.set_defaults(func=cmd_summary)
     return ap
 
-# %% ../nbs/12_cli.ipynb #4dee0c52
+# %% ../nbs/12_cli.ipynb #0350fe03
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w]*(\.[\w]+)*=")
 
 def _parser_facts(ap: argparse.ArgumentParser) -> tuple:
