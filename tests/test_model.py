@@ -255,3 +255,10 @@ def test_gcb_matches_the_authors_aggregation(combine, alpha):
     torch.testing.assert_close(naive(x), ref, rtol=1e-10, atol=1e-10)
     fused = load_naive_(GCB(6, 8, A, alpha=alpha, combine=combine, block=False).double(), naive)
     torch.testing.assert_close(fused(x), ref, rtol=1e-10, atol=1e-10)
+
+
+def test_spatial_partition_puts_equidistant_neighbours_in_subset_1_as_st_gcn_does():
+    "Only a graph with a cycle has them: edge 1-2 of this square-with-a-tail, both ends 1 hop from the centre."
+    from mdr_gcn_nb.graph import Graph
+    A = Graph.from_edges(4, [(0, 1), (0, 2), (1, 2), (2, 3)], center=0).A
+    assert A[1, 1, 2] > 0 and A[1, 2, 1] > 0 and A[0, 1, 2] == 0 and A[2, 1, 2] == 0
