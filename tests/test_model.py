@@ -262,3 +262,12 @@ def test_spatial_partition_puts_equidistant_neighbours_in_subset_1_as_st_gcn_doe
     from mdr_gcn_nb.graph import Graph
     A = Graph.from_edges(4, [(0, 1), (0, 2), (1, 2), (2, 3)], center=0).A
     assert A[1, 1, 2] > 0 and A[1, 2, 1] > 0 and A[0, 1, 2] == 0 and A[2, 1, 2] == 0
+
+
+def test_to_fused_keeps_the_device_and_dtype():
+    "meta stands in for a GPU: the fused copy is built where the naive model lives."
+    from mdr_gcn_nb.model import to_fused
+    naive = build_model("mdrgcn", fused=False, num_classes=5, layout="coco17", num_persons=1,
+                        channels=(16, 16), strides=(1, 2)).to(device="meta", dtype=torch.float64)
+    p = next(to_fused(naive).parameters())
+    assert p.device.type == "meta" and p.dtype == torch.float64
