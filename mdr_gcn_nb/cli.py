@@ -6,16 +6,14 @@
 __all__ = ['cmd_train', 'cmd_test', 'cmd_ensemble', 'cmd_preprocess_ntu', 'cmd_make_samples', 'cmd_summary', 'make_parser',
            'split_overrides', 'main']
 
-# %% ../nbs/12_cli.ipynb #251b0f21
+# %% ../nbs/12_cli.ipynb #70413edb
 import argparse, json, os, re, shlex, sys, time
 from pathlib import Path
-
-import numpy as np
 
 from .train import (ConfigError, NonFiniteLossError, load_config, train, evaluate_checkpoint,
                               ensemble, model_summary, save_scores, load_scores)
 
-# %% ../nbs/12_cli.ipynb #11a0b452
+# %% ../nbs/12_cli.ipynb #8661f872
 def _fmt_time(s: float) -> str: return f"{int(s // 60)}m{s % 60:04.1f}s" if s >= 60 else f"{s:.1f}s"
 
 def _is_main_rank() -> bool: return os.environ.get("RANK", "0") == "0"
@@ -59,9 +57,7 @@ def cmd_ensemble(a) -> int:
     e = r["ensemble"]
     print(f"ensemble of {len(r['streams'])}: top-1 {e['top1']:.2f}%  top-5 {e['top5']:.2f}%")
     if a.out:
-        ref = load_scores(a.scores[0])
-        save_scores(a.out, r["scores"], ref["labels"], ref.get("indices", np.arange(len(ref["labels"]))),
-                    ref.get("sample_names", ()), ref.get("class_names", ()))
+        save_scores(a.out, r["scores"], r["labels"], r["indices"], r["sample_names"], r["class_names"])
         print(f"  fused scores: {a.out}")
     return 0
 
@@ -103,7 +99,7 @@ def cmd_summary(a) -> int:
           f"({r['flops'] / 2e9:.2f} GMACs) per forward of one clip {tuple(r['input'])}")
     return 0
 
-# %% ../nbs/12_cli.ipynb #3e2d7784
+# %% ../nbs/12_cli.ipynb #f81d2e1b
 def _add_overrides(p):
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.epochs=3 data.window=64")
 
@@ -163,7 +159,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_overrides(p); p.set_defaults(func=cmd_summary)
     return ap
 
-# %% ../nbs/12_cli.ipynb #0350fe03
+# %% ../nbs/12_cli.ipynb #ea0072aa
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w]*(\.[\w]+)*=")
 
 def _parser_facts(ap: argparse.ArgumentParser) -> tuple:
@@ -173,8 +169,9 @@ def _parser_facts(ap: argparse.ArgumentParser) -> tuple:
     valued = {o for p in sub.choices.values() for a in p._actions if a.option_strings and a.nargs != 0 for o in a.option_strings}
     return takes, valued
 
-def split_overrides(argv, takes=("train", "test", "summary"), valued=("--config", "-c", "--name", "--out-dir", "--checkpoint", "-k", "--out")) -> tuple:
+def split_overrides(argv, facts=None) -> tuple:
     "(other arguments, `key=value` overrides): overrides may stand anywhere after a sub-command that takes them, but not as an option's value."
+    takes, valued = facts or _parser_facts(make_parser())
     argv = list(argv)
     i = next((k for k, t in enumerate(argv) if not t.startswith("-")), len(argv))   # the sub-command (after global flags)
     if i == len(argv) or argv[i] not in takes: return argv, []
@@ -187,7 +184,7 @@ def split_overrides(argv, takes=("train", "test", "summary"), valued=("--config"
 def main(argv=None) -> int:
     "Entry point of the `mdr-gcn` console script."
     ap = make_parser()
-    argv, over = split_overrides(sys.argv[1:] if argv is None else argv, *_parser_facts(ap))
+    argv, over = split_overrides(sys.argv[1:] if argv is None else argv, _parser_facts(ap))
     a = ap.parse_args(argv)
     if hasattr(a, "overrides"): a.overrides = list(a.overrides) + over
     try:

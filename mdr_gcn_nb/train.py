@@ -12,7 +12,7 @@ __all__ = ['ConfigError', 'ModelSection', 'LossSection', 'OptimSection', 'PaperS
            'build_model_and_criterion', 'NonFiniteLossError', 'Trainer', 'save_scores', 'load_scores', 'ensemble',
            'build_trainer', 'train', 'evaluate_checkpoint', 'count_flops', 'model_summary']
 
-# %% ../nbs/11_train.ipynb #29c57ad7
+# %% ../nbs/11_train.ipynb #617645d4
 import csv, io, json, math, os, random, re, time
 from dataclasses import dataclass, field, fields, asdict, is_dataclass
 from pathlib import Path
@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from .data.readers import atomic_write
 
-# %% ../nbs/11_train.ipynb #813f1d91
+# %% ../nbs/11_train.ipynb #befa101e
 class ConfigError(ValueError):
     "A bad configuration or path; the message names the file or key and what is wrong."
 
@@ -83,7 +83,7 @@ class TrainConfig:
     optim: OptimSection = field(default_factory=OptimSection)
     paper: PaperSection = field(default_factory=PaperSection)
 
-# %% ../nbs/11_train.ipynb #241679ec
+# %% ../nbs/11_train.ipynb #a8b96840
 class _Loader(yaml.SafeLoader):
     "PyYAML's safe loader, plus YAML 1.2 floats: `1e-4` is a float, not the string PyYAML 1.1 makes of it."
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
@@ -138,7 +138,7 @@ def apply_overrides(d: dict, overrides=()) -> dict:
         node[keys[-1]] = val
     return d
 
-# %% ../nbs/11_train.ipynb #dc2e880b
+# %% ../nbs/11_train.ipynb #e4341103
 _COERCE = {float: (int, float), int: (int,), bool: (bool,), str: (str,), dict: (dict,), list: (list, tuple)}
 
 def _check_type(val, tp, where):
@@ -203,7 +203,7 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {cfg.device!r}")
     return cfg
 
-# %% ../nbs/11_train.ipynb #73f9648a
+# %% ../nbs/11_train.ipynb #1bbd1ea6
 def seed_everything(seed: int, deterministic: bool = True):
     "Seed python, numpy and torch; on `deterministic`, ask torch for deterministic kernels."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
@@ -263,7 +263,7 @@ def _changed_optim(saved: dict, now: dict) -> str:
         diffs.append(f"loss.centre_lr is {now['loss']['centre_lr']!r} here and {old!r} in the checkpoint")
     return "; ".join(diffs)
 
-# %% ../nbs/11_train.ipynb #731d7f10
+# %% ../nbs/11_train.ipynb #de6c75b4
 class WarmupMultiStepLR(torch.optim.lr_scheduler.LRScheduler):
     "Per-iteration schedule: linear warm-up over `warmup_steps`, then ×`gamma` at each of `milestone_steps`."
     def __init__(self, optimizer, warmup_steps: int, milestone_steps, gamma: float = 0.1, last_epoch: int = -1):
@@ -276,7 +276,7 @@ class WarmupMultiStepLR(torch.optim.lr_scheduler.LRScheduler):
 
     def get_lr(self): return [b * self.factor(self.last_epoch) for b in self.base_lrs]
 
-# %% ../nbs/11_train.ipynb #de164da4
+# %% ../nbs/11_train.ipynb #9970cba5
 def topk_accuracy(scores, labels, ks=(1, 5)) -> dict:
     "Top-k accuracy (%) of `scores` (N, K) against `labels` (N,), for each k in `ks` (k capped at K)."
     scores, labels = torch.as_tensor(scores), torch.as_tensor(labels)
@@ -310,7 +310,7 @@ def plot_confusion(cm: np.ndarray, class_names=None, path=None, title: str = "")
     if path is not None: fig.savefig(path, dpi=100); plt.close(fig)
     return fig
 
-# %% ../nbs/11_train.ipynb #c516e0fb
+# %% ../nbs/11_train.ipynb #7ad3fa13
 class ResumableSampler(Sampler):
     "`DistributedSampler` over `dataset` (order = f(seed, epoch)) that can skip the first `skip` of its indices."
     def __init__(self, dataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True, seed: int = 0):
@@ -354,7 +354,7 @@ class SeededItems(Dataset):
         finally:
             random.setstate(saved[0]); np.random.set_state(saved[1]); torch.set_rng_state(saved[2])
 
-# %% ../nbs/11_train.ipynb #5fbe5e87
+# %% ../nbs/11_train.ipynb #436c651a
 @dataclass
 class DistInfo:
     rank: int = 0
@@ -385,7 +385,7 @@ def pick_device(name: str = "auto", dist_info: DistInfo = DistInfo()) -> torch.d
     if name.startswith("cuda") and not torch.cuda.is_available(): raise ConfigError("device: CUDA requested but not available")
     return torch.device(name)
 
-# %% ../nbs/11_train.ipynb #81506093
+# %% ../nbs/11_train.ipynb #e94f9d41
 def make_data_config(data: dict, where: str = "data"):
     "`data.datasets.DataConfig(**data)`, with unknown keys reported as a one-line `ConfigError`."
     from mdr_gcn_nb.data.datasets import DataConfig
@@ -431,7 +431,7 @@ def build_model_and_criterion(cfg: TrainConfig, facts: dict) -> tuple:
     model = build_model_from_config(cfg, facts)
     return model, build_criterion_from_config(cfg, facts["num_classes"], int(getattr(model, "feat_dim", 256)))
 
-# %% ../nbs/11_train.ipynb #7b578bab
+# %% ../nbs/11_train.ipynb #92cc25cb
 class NonFiniteLossError(RuntimeError):
     "Training stopped because the loss became NaN or infinite."
 
@@ -723,7 +723,7 @@ class Trainer:
                 "log": o / "log.csv", "checkpoint": o / "best.pt", "last": o / "last.pt",
                 "scores": o / "scores_best.npz", "confusion": o / "confusion_best.png", "per_class": o / "per_class_best.csv"}
 
-# %% ../nbs/11_train.ipynb #851e2ba0
+# %% ../nbs/11_train.ipynb #518747c2
 def save_scores(path, scores, labels, indices, sample_names=(), class_names=()) -> Path:
     "Write per-sample class scores (N, K), labels and dataset indices to an .npz (atomically)."
     return atomic_write(path, lambda f: np.savez(
@@ -768,9 +768,11 @@ def ensemble(paths, weights=None, softmax: bool = False) -> dict:
         out["streams"].append({"path": str(p), "weight": w, **topk_accuracy(s, torch.from_numpy(r["labels"]))})
     out["ensemble"] = topk_accuracy(total, torch.from_numpy(ref["labels"]))
     out["scores"] = total.numpy()
+    out["labels"], out["indices"] = ref["labels"], ref.get("indices", np.arange(len(ref["labels"])))  # of the first file, for save_scores
+    out["sample_names"], out["class_names"] = ref.get("sample_names", ()), ref.get("class_names", ())
     return out
 
-# %% ../nbs/11_train.ipynb #cd279001
+# %% ../nbs/11_train.ipynb #4b312964
 def build_trainer(cfg: TrainConfig, resume=None, log=print) -> Trainer:
     "Datasets, model and criterion from `cfg`, wrapped in a `Trainer` (optionally resuming)."
     train_set, test_set = build_datasets(cfg)
