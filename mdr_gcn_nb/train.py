@@ -13,7 +13,7 @@ __all__ = ['ConfigError', 'ModelSection', 'LossSection', 'OptimSection', 'PaperS
            'build_trainer', 'train', 'evaluate_checkpoint', 'count_flops', 'model_summary']
 
 # %% ../nbs/11_train.ipynb #617645d4
-import csv, io, json, math, os, random, re, time
+import csv, io, json, math, os, random, re, time, warnings
 from dataclasses import dataclass, field, fields, asdict, is_dataclass
 from pathlib import Path
 from typing import Optional, Union, get_type_hints, get_origin
@@ -260,15 +260,17 @@ def load_checkpoint(path, map_location="cpu",
     try:
         if trusted: ck = torch.load(path, map_location=map_location, weights_only=False)
         else:
-            with torch.serialization.safe_globals(_OLD_RNG_GLOBALS): ck = torch.load(path, map_location=map_location, weights_only=True)
+            with torch.serialization.safe_globals(_OLD_RNG_GLOBALS), warnings.catch_warnings():
+                warnings.simplefilter("ignore")                            # torch's notes on odd pickles; the error below says it all
+                ck = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        refused = _refused_globals(path)
-        if refused: raise ConfigError(
-            f"{path}: refused to load: it asks for {', '.join(refused[:3])}{' ...' if len(refused) > 3 else ''}, which an mdr-gcn "
-            "checkpoint never holds and which could run code; only a file you made yourself may be read with "
-            "load_checkpoint(path, trusted=True)") from None
-        why = re.search(r"WeightsUnpickler error: ([^\n]+)", str(e))
-        raise ConfigError(f"{path}: not a readable checkpoint ({type(e).__name__}{': ' + why.group(1)[:160] if why else ''})") from None
+        refused, why = _refused_globals(path), re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(e))
+        what = f"it asks for {', '.join(refused[:3])}{' ...' if len(refused) > 3 else ''}" if refused else \
+               f"torch's safe loader stopped at: {why.group(1).strip()[:120]}" if why else ""
+        if what: raise ConfigError(f"{path}: refused to load: {what}; an mdr-gcn checkpoint holds only tensors, numbers, strings, "
+                                   "lists and dicts, and loading anything else could run code; only a file you made yourself "
+                                   "may be read with load_checkpoint(path, trusted=True)") from None
+        raise ConfigError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
     if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
         raise ConfigError(f"{path}: not an mdr-gcn checkpoint (no 'model'/'config' entries)")
     return ck

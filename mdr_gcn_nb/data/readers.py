@@ -414,7 +414,8 @@ def _numpy_rebuilders() -> dict:
     return {(f"{pkg}.{mod}", name): f for (mod, name), f in fns.items() for pkg in ("numpy.core", "numpy._core")}
 
 _PICKLE_ALLOWED = {**{(m, t.__name__): t for t in (set, frozenset, bytearray, complex) for m in ("builtins", "__builtin__")},
-                   ("collections", "OrderedDict"): dict, ("_codecs", "encode"): _latin1,
+                   ("collections", "OrderedDict"): dict,  # read as a plain dict
+                   ("_codecs", "encode"): _latin1,
                    ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype, **_numpy_rebuilders()}
 
 class _RefusedGlobal(pickle.UnpicklingError): pass
