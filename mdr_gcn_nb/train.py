@@ -13,7 +13,7 @@ __all__ = ['ConfigError', 'ModelSection', 'LossSection', 'OptimSection', 'PaperS
            'build_trainer', 'train', 'evaluate_checkpoint', 'count_flops', 'model_summary']
 
 # %% ../nbs/11_train.ipynb #617645d4
-import csv, io, json, math, os, random, re, time
+import csv, io, json, math, os, random, re, time, warnings
 from dataclasses import dataclass, field, fields, asdict, is_dataclass
 from pathlib import Path
 from typing import Optional, Union, get_type_hints, get_origin
@@ -213,15 +213,24 @@ def seed_everything(seed: int, deterministic: bool = True):
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 def get_rng_state() -> dict:
-    "The state of every global generator (python, numpy, torch CPU and CUDA)."
-    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    "The state of every global generator (python, numpy, torch CPU and CUDA) as tensors and numbers, which `torch.load(weights_only=True)` reads back."
+    version, mt, gauss = random.getstate()                                 # mt: 625 ints < 2**32
+    kind, key, pos, has_gauss, cached = np.random.get_state()              # key: (624,) uint32
+    st = {"python": {"version": version, "state": torch.tensor(mt, dtype=torch.int64), "gauss_next": gauss},
+          "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                    "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+          "torch": torch.get_rng_state()}
     if torch.cuda.is_available(): st["cuda"] = torch.cuda.get_rng_state_all()
     return st
 
 def set_rng_state(st: dict):
-    "Restore what `get_rng_state` returned."
-    random.setstate(st["python"]); np.random.set_state(st["numpy"]); torch.set_rng_state(st["torch"])
-    if "cuda" in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st["cuda"])
+    "Restore what `get_rng_state` returned (or the tuples that older checkpoints hold); tensors may be on any device."
+    py, npy = st["python"], st["numpy"]
+    if isinstance(py, dict): py = (py["version"], tuple(py["state"].tolist()), py["gauss_next"])
+    if isinstance(npy, dict):
+        npy = (npy["kind"], npy["key"].cpu().numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["cached_gaussian"])
+    random.setstate(py); np.random.set_state(npy); torch.set_rng_state(st["torch"].cpu())
+    if "cuda" in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all([s.cpu() for s in st["cuda"]])
 
 def atomic_save(obj, path) -> Path:
     "`torch.save` to a temp file next to `path`, fsync, then `os.replace` it over `path` (`data.readers.atomic_write`)."
@@ -232,12 +241,36 @@ def atomic_write_text(text: str, path) -> Path:
     "Write a text file atomically (temp file + `os.replace`)."
     return atomic_write(path, lambda f: f.write(text.encode()))
 
-def load_checkpoint(path, map_location="cpu") -> dict:
-    "Load a checkpoint written by the `Trainer` (one-line `ConfigError` if missing or not one)."
+_reconstruct = np.ndarray.__reduce__(np.empty(0))[0]                     # numpy's array-unpickling function
+_OLD_RNG_GLOBALS = [_reconstruct, (_reconstruct, "numpy.core.multiarray._reconstruct"), np.ndarray, np.dtype,
+                    type(np.dtype(np.uint32))]                             # numpy's RNG state in older checkpoints: a uint32 array
+
+def _refused_globals(path) -> list:
+    "The globals a checkpoint's pickle names beyond what `load_checkpoint` allows (read from its opcodes; nothing is run)."
+    ok = {g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}" for g in _OLD_RNG_GLOBALS}
+    try: return [g for g in torch.serialization.get_unsafe_globals_in_checkpoint(path) if g not in ok]
+    except Exception: return []                                            # not a zip checkpoint: torch's own message names it
+
+def load_checkpoint(path, map_location="cpu",
+                    trusted: bool = False, # UNSAFE: unpickle anything, running whatever code the file carries; only for a file you made
+                   ) -> dict:
+    "Load a checkpoint written by the `Trainer` with `torch.load(weights_only=True)`, so loading never runs code (one-line `ConfigError` if missing, refused or not one)."
     path = Path(path)
     if not path.is_file(): raise ConfigError(f"{path}: checkpoint not found")
-    try: ck = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e: raise ConfigError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+    try:
+        if trusted: ck = torch.load(path, map_location=map_location, weights_only=False)
+        else:
+            with torch.serialization.safe_globals(_OLD_RNG_GLOBALS), warnings.catch_warnings():
+                warnings.simplefilter("ignore")                            # torch's notes on odd pickles; the error below says it all
+                ck = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        refused, why = _refused_globals(path), re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(e))
+        what = f"it asks for {', '.join(refused[:3])}{' ...' if len(refused) > 3 else ''}" if refused else \
+               f"torch's safe loader stopped at: {why.group(1).strip()[:120]}" if why else ""
+        if what: raise ConfigError(f"{path}: refused to load: {what}; an mdr-gcn checkpoint holds only tensors, numbers, strings, "
+                                   "lists and dicts, and loading anything else could run code; only a file you made yourself "
+                                   "may be read with load_checkpoint(path, trusted=True)") from None
+        raise ConfigError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
     if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
         raise ConfigError(f"{path}: not an mdr-gcn checkpoint (no 'model'/'config' entries)")
     return ck
@@ -736,8 +769,11 @@ def load_scores(path) -> dict:
     path = Path(path)
     if not path.is_file(): raise ConfigError(f"{path}: scores file not found")
     try:
-        with np.load(path) as z: d = {k: z[k] for k in z.files}
-    except Exception as e: raise ConfigError(f"{path}: not a readable .npz ({type(e).__name__})") from None
+        with np.load(path, allow_pickle=False) as z: d = {k: z[k] for k in z.files}   # a pickled (object) array is refused, never run
+    except Exception as e:
+        if "allow_pickle" in str(e): raise ConfigError(f"{path}: refused: it holds a pickled object array, which an mdr-gcn "
+                                                       "score file never has and which could run code") from None
+        raise ConfigError(f"{path}: not a readable .npz ({type(e).__name__})") from None
     if "scores" not in d or "labels" not in d: raise ConfigError(f"{path}: no 'scores'/'labels' arrays (not written by mdr-gcn?)")
     sc, y = d["scores"], d["labels"]
     if sc.ndim != 2 or y.shape != (len(sc),): raise ConfigError(f"{path}: expected scores (N, K) and labels (N,), got {sc.shape} and {y.shape}")

@@ -1,4 +1,5 @@
 "Datasets: one interface over FSD-10, PYSKL gym and NTU npz; seeded, worker-independent; real files; bad inputs."
+import os
 import pickle
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from mdr_gcn_nb.graph import get_layout
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data_samples"
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "real_samples"
+REAL = Path(os.environ.get("MDR_REAL_SAMPLES", ROOT.parent / "shared" / "real_samples"))
 
 KINDS = {"fsd10": dict(path=str(SAMPLES / "fsd10")),
          "gym": dict(path=str(SAMPLES / "gym" / "gym_synth.pkl"), label_map=str(SAMPLES / "gym" / "gym_synth_label_map.txt")),

@@ -1,5 +1,6 @@
 """The NTU RGB+D pipeline (raw .skeleton -> CTR-GCN npz) on generated recordings built to exercise each rule."""
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ from mdr_gcn_nb.data.ntu import (NTU60_MISSING, XSUB_TRAIN_SUBJECTS, assign_acto
 from mdr_gcn_nb.data.readers import (DataFormatError, load_ntu_npz, parse_ntu_name, read_skeleton, skeleton_from_xyz,
                                      write_skeleton)
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "real_samples" / "ntu60"
+REAL = Path(os.environ.get("MDR_REAL_SAMPLES", Path(__file__).resolve().parents[1].parent / "shared" / "real_samples")) / "ntu60"
 
 
 def person(T, x0=0.0, amp=0.05, lying=False, seed=0):
@@ -322,9 +323,23 @@ def test_a_body_twice_in_one_frame_is_a_one_line_error(tmp_path):
 
 @pytest.mark.skipif(not REAL.exists(), reason="real samples not found")
 def test_real_files_convert(tmp_path):
-    r = preprocess_ntu(REAL, tmp_path, benchmark="xview")
+    "What 07_data_ntu shows on the ten real files (subject 1, camera 1): X-sub all training, X-view all test."
+    r = preprocess_ntu(REAL, tmp_path, benchmark="both")
+    assert (r["xsub_train"], r["xsub_test"], r["xview_train"], r["xview_test"]) == (10, 0, 0, 10)
     x, y = load_ntu_npz(r["xview"], "test")
     assert y.tolist() == list(range(10)) and x.shape == (10, 3, 300, 25, 2)
     lengths = (np.abs(x).sum((1, 3, 4)) > 0).sum(1)
     assert lengths.tolist() == [103, 158, 104, 99, 54, 75, 86, 71, 67, 69]
     assert not x[..., 1].any()                        # single-person files: actor 2 empty
+    xs, ys = load_ntu_npz(r["xsub"], "train")
+    assert ys.tolist() == list(range(10))
+    c = ntu_clip(REAL / "S001C001P001R001A004.skeleton")                 # (99, 2, 25, 3)
+    assert np.array_equal(xs[3, :, :99], c.transpose(3, 0, 2, 1)) and not xs[3, :, 99:].any()
+
+
+@pytest.mark.skipif(not REAL.exists(), reason="real samples not found")
+def test_real_single_person_clip_is_centred_on_the_first_spine_mid():
+    sk = read_skeleton(REAL / "S001C001P001R001A001.skeleton")
+    x = ntu_clip(sk)
+    assert x.shape == (103, 2, 25, 3) and not x[:, 1].any()
+    np.testing.assert_allclose(x[:, 0], (sk["joints"][:, :, :3] - sk["joints"][0, 1, :3]).astype(np.float32), atol=1e-6)

@@ -1,5 +1,6 @@
-"""Readers on the real sample files (read in place from ../shared/real_samples) and on bad input."""
+"""Readers on the real sample files (read in place from $MDR_REAL_SAMPLES, default ../shared/real_samples) and on bad input."""
 import json
+import os
 import pickle
 import re
 from pathlib import Path
@@ -12,7 +13,7 @@ from mdr_gcn_nb.data.readers import (DataFormatError, FSD10_CLASSES, atomic_writ
                                      load_pyskl, parse_ntu_name, pyskl_clip, read_openpose_dir,
                                      read_skeleton, skeleton_from_xyz, write_skeleton)
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "real_samples"
+REAL = Path(os.environ.get("MDR_REAL_SAMPLES", Path(__file__).resolve().parents[1].parent / "shared" / "real_samples"))
 NTU = REAL / "ntu60"
 FRAMES = {1: 103, 2: 158, 3: 104, 4: 99, 5: 54, 6: 75, 7: 86, 8: 71, 9: 67, 10: 69}
 FILES = {a: NTU / f"S001C001P001R001A{a:03d}.skeleton" for a in FRAMES}
@@ -56,6 +57,13 @@ def test_real_skeleton_spot_values_from_text(action):
     assert sk["info"][t].tolist() == [float(v) for v in info[1:]]
     assert sk["joints"][t, 7].tolist() == joint7
     assert sk["joints"][-1, 24].tolist() == last
+
+
+def test_real_skeleton_first_frame_values():
+    "The values 06_data_readers shows for A001's first frame."
+    sk = read_skeleton(FILES[1])
+    assert sk["joints"][0, 0, :3].tolist() == [0.2181153, 0.1725972, 3.785547]
+    assert sk["info"][0].tolist() == [0, 1, 1, 1, 1, 0, 0.02764709, 0.05745083, 2]
 
 
 def test_real_skeleton_body_id_is_exact():

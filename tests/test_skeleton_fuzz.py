@@ -11,7 +11,8 @@ import pytest
 from mdr_gcn_nb.data import readers as R
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = sorted((ROOT.parent / "shared" / "real_samples" / "ntu60").glob("*.skeleton")) + \
+REAL = Path(os.environ.get("MDR_REAL_SAMPLES", ROOT.parent / "shared" / "real_samples"))
+SOURCES = sorted((REAL / "ntu60").glob("*.skeleton")) + \
           sorted((ROOT / "data_samples" / "ntu" / "skeletons").glob("*.skeleton"))[:6]
 FILES_PER_SEED = int(os.environ.get("MDR_FUZZ_FILES", 500))   # x 8 seeds; e.g. MDR_FUZZ_FILES=3000 for a longer run
 PIECES = [b"\r", b"\0", b"\t", b" ", b"\n", b"\r\n", b"\n\n", "é".encode(), "\u2028".encode(), "\xa0".encode(),

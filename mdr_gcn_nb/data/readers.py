@@ -19,7 +19,7 @@ import numpy as np
 # %% auto #0
 __all__ = ['JOINT_FIELDS', 'FSD10_CLASSES', 'DataFormatError', 'read_skeleton', 'skeleton_bodies', 'atomic_write',
            'skeleton_frames', 'write_skeleton', 'skeleton_from_xyz', 'parse_ntu_name', 'plot_clip', 'load_ntu_npz',
-           'load_label_map', 'load_pyskl', 'pyskl_clip', 'load_fsd10', 'read_openpose_dir']
+           'safe_unpickle', 'load_label_map', 'load_pyskl', 'pyskl_clip', 'load_fsd10', 'read_openpose_dir']
 
 # %% ../../nbs/06_data_readers.ipynb #5b89fb00
 class DataFormatError(ValueError):
@@ -400,6 +400,43 @@ def load_ntu_npz(path, # NTU60_CS.npz / NTU60_CV.npz (CTR-GCN layout)
     x = x.astype(np.float32, copy=False).reshape(N, T, 2, 25, 3).transpose(0, 4, 1, 3, 2)   # (N, 3, T, 25, 2)
     return x, y
 
+# %% ../../nbs/06_data_readers.ipynb #89f5d5be
+def _latin1(text, encoding="latin1"):
+    "`_codecs.encode` as protocol-2 pickles use it, to store bytes (as latin-1 text); no other codec."
+    if encoding not in ("latin1", "latin-1"): raise pickle.UnpicklingError(f"refused global _codecs.encode with codec {encoding!r}")
+    return text.encode("latin1")
+
+def _numpy_rebuilders() -> dict:
+    "The functions numpy's pickles call to rebuild arrays and scalars, under their numpy 1 and numpy 2 module names."
+    fns = {("multiarray", "_reconstruct"): np.ndarray.__reduce__(np.empty(0))[0],   # an ndarray
+           ("multiarray", "scalar"): np.float32(0).__reduce__()[0],                # a numpy scalar (np.int64(3), ...)
+           ("numeric", "_frombuffer"): np.empty(1).__reduce_ex__(5)[0]}            # an ndarray in pickle protocol 5
+    return {(f"{pkg}.{mod}", name): f for (mod, name), f in fns.items() for pkg in ("numpy.core", "numpy._core")}
+
+_PICKLE_ALLOWED = {**{(m, t.__name__): t for t in (set, frozenset, bytearray, complex) for m in ("builtins", "__builtin__")},
+                   ("collections", "OrderedDict"): dict,  # read as a plain dict
+                   ("_codecs", "encode"): _latin1,
+                   ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype, **_numpy_rebuilders()}
+
+class _RefusedGlobal(pickle.UnpicklingError): pass
+
+class _SafeUnpickler(pickle.Unpickler):
+    "An unpickler that imports only `_PICKLE_ALLOWED`: containers, numbers, strings and numpy arrays, never code."
+    def find_class(self, module, name):
+        if (module, name) in _PICKLE_ALLOWED: return _PICKLE_ALLOWED[module, name]
+        raise _RefusedGlobal(f"{module}.{name}")
+
+def safe_unpickle(path, # a pickle holding only containers, numbers, strings and numpy arrays (PYSKL, FSD-10 labels)
+                 ):
+    "Load a data pickle without running code: any global beyond plain data and numpy arrays is refused (one-line `DataFormatError`)."
+    path = _need_file(path)
+    try:
+        with open(path, "rb") as f: return _SafeUnpickler(f).load()
+    except _RefusedGlobal as e:
+        _fail(path, f"refused to unpickle the global {str(e)[:80]}: a data pickle holds only containers, numbers, strings "
+                    "and numpy arrays, and loading anything else could run code")
+    except Exception as e: _fail(path, f"not a readable pickle ({type(e).__name__}: {str(e)[:160]})")
+
 # %% ../../nbs/06_data_readers.ipynb #a9608dd5
 def load_label_map(path, # text file, one class name per line (label = 0-based line number)
                    num_classes: int | None = None, # expected number of names (99 for FineGym99)
@@ -445,9 +482,7 @@ def load_pyskl(path, # PYSKL pickle: {'split', 'annotations'} wrapper, a plain l
               ) -> dict: # {'split': {name: [frame_dir]} ({} for a plain list), 'annotations': [dict], 'class_names': list | None}
     "Read a PYSKL 2-D skeleton pickle (FineGym99's `gym_hrnet.pkl` layout) and validate every annotation."
     path = _need_file(path)
-    try:
-        with open(path, "rb") as f: d = pickle.load(f)
-    except Exception as e: _fail(path, f"not a readable pickle ({type(e).__name__}: {e})")
+    d = safe_unpickle(path)                                             # never runs code the file carries
     names = None
     if label_map is not None:
         names = load_label_map(label_map) if isinstance(label_map, (str, os.PathLike)) else list(label_map)
@@ -499,9 +534,7 @@ def load_fsd10(data_path, # *_data_25.npy, (N, 3, T, 25, M)
     if data.ndim != 5 or data.shape[1] != 3 or data.shape[3] != 25:
         _fail(data_path, f"expected rank 5 (N, 3, T, 25, M), got shape {data.shape}")
     if data.shape[0] == 0 or data.shape[2] == 0: _fail(data_path, f"empty: shape {data.shape}")
-    try:
-        with open(label_path, "rb") as f: lab = pickle.load(f)
-    except Exception as e: _fail(label_path, f"not a readable pickle ({type(e).__name__}: {e})")
+    lab = safe_unpickle(label_path)                                     # never runs code the file carries
     if not (isinstance(lab, (tuple, list)) and len(lab) == 2): _fail(label_path, "expected a pair (sample_names, labels)")
     try:
         if isinstance(lab[0], (str, bytes)): raise TypeError("sample_names is one string")
