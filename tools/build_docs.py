@@ -237,31 +237,47 @@ def normalise(nb: dict, links=None, extra_md: str = "") -> dict:
 # ---------------------------------------------------------------------------------------------------------
 # Generated pages
 
+def _comment(text: str) -> str:
+    "A YAML file's leading comment, as one paragraph."
+    lines = []
+    for l in text.splitlines():
+        if not l.startswith("#"): break
+        lines.append(l.lstrip("#").strip())
+    return " ".join(lines)
+
+
 def configs_page(root=ROOT) -> str:
-    "The configs in configs/ with the paper numbers each one states (its `paper:` section)."
+    "The configs in configs/, grouped by recipe, with the paper numbers each one states (its `paper:` section)."
     import yaml
     sys.path.insert(0, str(root))
     from mdr_gcn_nb.train import load_config
-    rows, bases = [], sorted((root / "configs" / "base").glob("*.yaml"))
+    num = lambda v: "–" if v is None else f"{v:g}"
+    groups = {}
     for p in sorted((root / "configs").glob("*.yaml")):
-        cfg = load_config(p)
         raw = yaml.safe_load(p.read_text()) or {}
-        first = next((l.lstrip("# ").strip() for l in p.read_text().splitlines() if l.startswith("#")), "")
-        num = lambda v: "–" if v is None else f"{v:g}"
-        paper = raw.get("paper") or {}
-        rows.append(f"| `{p.name}` | {cfg.data.get('kind') if isinstance(cfg.data, dict) else getattr(cfg.data, 'kind', '')} "
-                    f"| {(cfg.data.get('modality') if isinstance(cfg.data, dict) else getattr(cfg.data, 'modality', '')) or 'joint'} "
-                    f"| {cfg.optim.epochs} | {cfg.optim.batch_size} | {num(cfg.paper.top1)} | {num(cfg.paper.ensemble_top1)} "
-                    f"| {paper.get('source', '') or first} |")
+        groups.setdefault(raw.get("_base_"), []).append((p, raw, load_config(p)))
     out = ["# Configs and the paper's targets", "",
-           "Every file in `configs/` is one run of `mdr-gcn train --config FILE`. The paper recipes state, in their",
-           "`paper:` section, the top-1 accuracy (%) the paper reports for that stream and for the fusion of streams",
-           "(`mdr-gcn ensemble`); `sample_*` configs train on the small synthetic `data_samples/` and have no paper",
-           "number. Each file names a base in `configs/base/` (below) and overrides the stream (`data.modality`).", "",
-           "| config | data | stream | epochs | batch | paper top-1 (stream) | paper top-1 (fused) | where the paper says so |",
-           "|---|---|---|---:|---:|---:|---:|---|", *rows, "", "## The base recipes", ""]
-    for b in bases:
-        out += [f"### `base/{b.name}`", "", "```yaml", b.read_text().rstrip(), "```", ""]
+           "Every file in `configs/` is one run: `mdr-gcn train --config configs/FILE`. The paper recipes state, in",
+           "their `paper:` section, the top-1 accuracy (%) the paper reports for that stream and for the fusion of",
+           "streams (`mdr-gcn ensemble`); where the paper gives no number the table says –. The `sample_*` configs",
+           "train on the small synthetic `data_samples/` and have no paper number. Each group below is one recipe",
+           "(a file in `configs/base/`); its files change only the stream (`data.modality`).", ""]
+    for base, items in groups.items():
+        cfg0 = items[0][2]
+        kind = cfg0.data.get("kind") if isinstance(cfg0.data, dict) else getattr(cfg0.data, "kind", "")
+        o = cfg0.optim
+        out += [f"## `configs/{base}`" if base else "## Files without a base", ""]
+        if base: out += [_comment((root / "configs" / base).read_text()), ""]
+        out += [f"Data `{kind}`; {o.epochs} epochs, batch {o.batch_size}, lr {o.lr:g}.", "",
+                "| config | stream | paper top-1, this stream | paper top-1, fused streams | where the paper says so |",
+                "|---|---|---:|---:|---|"]
+        for p, raw, cfg in items:
+            d = cfg.data if isinstance(cfg.data, dict) else vars(cfg.data)
+            where = (raw.get("paper") or {}).get("source") or (_comment(p.read_text()) if not base else "")
+            out.append(f"| `{p.name}` | {d.get('modality') or 'joint'} | {num(cfg.paper.top1)} | {num(cfg.paper.ensemble_top1)} | {where} |")
+        if base:
+            out += ["", "```yaml", f"# configs/{base}", (root / "configs" / base).read_text().rstrip(), "```"]
+        out.append("")
     return "\n".join(out)
 
 
@@ -345,7 +361,9 @@ def stage(root=ROOT, src=ROOT / "_proc" / "site_src", proc_dir=None) -> tuple:
     (src / "index.ipynb").write_text(json.dumps(index, indent=1, ensure_ascii=False))
     shutil.copy(CONF, src / "conf.py")
     (src / "_static").mkdir(exist_ok=True)
-    shutil.copy(Path(__file__).resolve().parent / "docs_custom.css", src / "_static" / "custom.css")
+    here = Path(__file__).resolve().parent
+    shutil.copy(here / "docs_custom.css", src / "_static" / "custom.css")
+    shutil.copy(here / "docs_search_summaries.js", src / "_static" / "search_summaries.js")
     (src / "site.json").write_text(json.dumps({"title": cfg["title"], "description": cfg["description"],
                                                "author": cfg["author"], "copyright": cfg["copyright"],
                                                "git_url": cfg["git_url"], "branch": cfg.get("branch", "main")}))

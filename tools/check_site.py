@@ -159,6 +159,10 @@ def check_search(pw_page, base: str, terms=SEARCH_TERMS) -> list:
                                       timeout=20_000)
         except Exception as e: problems.append(f"search.html: no answer for {term!r} ({type(e).__name__})"); continue
         hits = pw_page.eval_on_selector_all("#search-results ul.search li a", "as => as.map(a => a.getAttribute('href'))")
+        pw_page.wait_for_timeout(1500)   # summaries arrive one by one, after the list
+        text = pw_page.inner_text("#search-results")
+        problems += [f"search.html: raw TeX in the results for {term!r}: …{text[max(0, m.start() - 60):m.end() + 60]!r}…"
+                     for m in list(RAW_TEX.finditer(text))[:3]]
         if not hits: problems.append(f"search.html: {term!r} found nothing")
         elif not any(h.split("#")[0].split("?")[0].endswith(expect) for h in hits):
             problems.append(f"search.html: {term!r} did not list {expect} (got {hits[:5]})")

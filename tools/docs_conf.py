@@ -27,6 +27,7 @@ html_theme = "sphinx_book_theme"
 html_title = project
 html_static_path = ["_static"]
 html_css_files = ["custom.css"]
+html_js_files = ["search_summaries.js"]
 html_copy_source = False
 html_show_sourcelink = False
 html_last_updated_fmt = None

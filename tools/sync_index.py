@@ -72,13 +72,16 @@ def check(readme_text: str, nb: dict, root=ROOT) -> list:
 def sync(readme_text: str, nb: dict, root=ROOT) -> dict:
     "index.ipynb with its title and README cells rewritten; each code cell stays after the same block number."
     title, blocks = title_and_blocks(readme_text)
-    after, k = {}, -1   # code cells, keyed by how many markdown cells precede them (the title counts as 0)
+    after, old_md, k = {}, [], -1  # code cells, keyed by how many markdown cells precede them (title = 0)
     for c in nb["cells"]:
-        if c["cell_type"] == "markdown": k += 1
+        if c["cell_type"] == "markdown": k += 1; old_md.append(c)
         else: after.setdefault(k, []).append(c)
-    md = lambda s: {"cell_type": "markdown", "metadata": {}, "source": s}
-    cells = after.pop(-1, []) + [md(title_cell(title, root))] + after.pop(0, [])
-    for i, b in enumerate(blocks, 1): cells += [md(for_index(b))] + after.pop(i, [])
+    def md(i, text):  # as Jupyter writes a cell (source as lines), keeping the id of the cell it replaces
+        c = {"cell_type": "markdown", "metadata": {}, "source": text.splitlines(True)}
+        if i < len(old_md) and "id" in old_md[i]: c = {"cell_type": "markdown", "id": old_md[i]["id"], **c}
+        return c
+    cells = after.pop(-1, []) + [md(0, title_cell(title, root))] + after.pop(0, [])
+    for i, b in enumerate(blocks, 1): cells += [md(i, for_index(b))] + after.pop(i, [])
     for rest in after.values(): cells += rest     # blocks that went away: their code cells move to the end
     return {**nb, "cells": cells}
 
