@@ -64,7 +64,7 @@ _OPTION_TAGS = {("echo", "false"): "remove-input", ("include", "false"): "remove
                 ("code-fold", "show"): "hide-input"}
 _OPTION = re.compile(r"^#\|\s*([\w-]+)\s*:\s*(.*?)\s*$")
 _ATTRS = re.compile(r"(\]\([^)\s]*\))\{[^{}]*\}")  # Pandoc link attributes: [a](b){target="_blank" ...}
-_TEX_ID = re.compile(r"[^a-z0-9]+")
+_NOT_ID = re.compile(r"[^a-z0-9]+")
 
 
 def _text(src) -> str: return "".join(src) if isinstance(src, list) else src
@@ -72,7 +72,7 @@ def _text(src) -> str: return "".join(src) if isinstance(src, list) else src
 
 def anchor(name: str) -> str:
     "The HTML id docutils gives a heading or target `name` (nbdev's anchors are its lower-cased names)."
-    return _TEX_ID.sub("-", name.lower()).strip("-")
+    return _NOT_ID.sub("-", name.lower()).strip("-")
 
 
 class Links:
