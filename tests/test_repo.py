@@ -11,12 +11,38 @@ def readme_commands():
     return [l.strip() for block in re.findall(r"```bash\n(.*?)```", text, re.S) for l in block.splitlines() if l.strip()]
 
 
+def ci_commands(text=None):
+    "The commands .ci/run runs (comments, `set` and `cd` lines left out)."
+    text = (ROOT / ".ci/run").read_text() if text is None else text
+    return [l.strip() for l in text.splitlines()
+            if l.strip() and not l.startswith("#") and not l.startswith(("set ", "cd "))]
+
+
+_APT = re.compile(r"apt-get update( -qq)? && (DEBIAN_FRONTEND=noninteractive )?apt-get install -y( -qq)?( --no-install-recommends)?( [a-z0-9][a-z0-9.+-]*)+")
+
+
+def check_ci(ci, readme):
+    "What is wrong with .ci/run's commands `ci`: at most one apt line (system packages), then exactly the README test command."
+    *pre, last = ci or [""]
+    if len(pre) > 1 or any(not _APT.fullmatch(l) for l in pre):
+        return f".ci/run may run one apt-get line before the README's test command, found {pre}"
+    if last not in readme or "tests/check.sh" not in last: return f".ci/run runs {last!r}, which is not the README's test command"
+    if not last.startswith("pip install torch==2.13.0 "): return "torch must be pinned before the package is installed"
+
+
 def test_ci_runs_the_readme_test_command():
-    ci = [l.strip() for l in (ROOT / ".ci/run").read_text().splitlines()
-          if l.strip() and not l.startswith("#") and not l.startswith(("set ", "cd "))]
-    assert len(ci) == 1, f".ci/run should run one command, found {ci}"
-    assert ci[0] in readme_commands(), f".ci/run runs {ci[0]!r}, which is not a README command"
-    assert ci[0].startswith("pip install torch==2.13.0 "), "torch must be pinned before the package is installed"
+    assert check_ci(ci_commands(), readme_commands()) is None, check_ci(ci_commands(), readme_commands())
+
+
+def test_ci_check_rejects_anything_but_apt_then_the_readme_command():
+    readme = readme_commands()
+    test_cmd = next(c for c in readme if "tests/check.sh" in c)
+    assert check_ci([test_cmd], readme) is None
+    assert check_ci(["apt-get update -qq && apt-get install -y chromium", test_cmd], readme) is None
+    assert check_ci(["pip install extra", test_cmd], readme), "only apt may come first"
+    assert check_ci(["apt-get update && apt-get install -y chromium; rm -rf tests", test_cmd], readme)
+    assert check_ci([test_cmd, "apt-get update && apt-get install -y chromium"], readme), "apt must come before"
+    assert check_ci([test_cmd.replace("tests/check.sh", "tests/check.sh -x")], readme)
 
 
 def test_readme_main_command_pins_torch_and_runs_a_sample_config():
