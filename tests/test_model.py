@@ -207,7 +207,9 @@ def test_unknown_config_keys_listed():
 @pytest.mark.parametrize('kw,expect', [(dict(combine='mul'), "'add' or 'sub'"), (dict(alpha='all'), 'per_subset'),
                                        (dict(sigma='relu'), 'hardswish'), (dict(c_mid_ratio=0), "'fixed'"),
                                        (dict(layout='smpl'), 'coco17'), (dict(tcn_kernels=()), 'odd'),
-                                       (dict(tcn_kernels=(3, 4)), 'odd')])
+                                       (dict(tcn_kernels=(3, 4)), 'odd'), (dict(graph='kinect'), 'partition, stgcn'),
+                                       (dict(init='xavier'), "'package' or 'authors'"),
+                                       (dict(init='authors', cvsta=False), 'cvsta=True and refine=True')])
 def test_bad_config_values(kw, expect):
     with pytest.raises(ValueError, match=expect):
         build_model('mdrgcn', **kw)
@@ -273,3 +275,10 @@ def test_to_fused_keeps_the_device_and_dtype():
                         channels=(16, 16), strides=(1, 2)).to(device="meta", dtype=torch.float64)
     p = next(to_fused(naive).parameters())
     assert p.device.type == "meta" and p.dtype == torch.float64
+
+
+@pytest.mark.parametrize('graph', ['partition', 'stgcn', 'ctrgcn', 'authors'])
+def test_the_fixed_graph_option_initialises_A(graph):
+    from mdr_gcn_nb.graph import fixed_graph
+    m = build_model('mdrgcn', graph=graph, **PRESETS['ntu60'])
+    for layer in m.layers: assert torch.equal(layer.gcb.A.detach(), torch.as_tensor(fixed_graph('ntu25', graph)))
