@@ -53,7 +53,7 @@ def refine_topology(f_v: torch.Tensor, # (N, C_mid, 1, V) pooled over frames; in
                     f_s: torch.Tensor, # (N, C_mid, 1, V) pooled over frames; indexes the receiving joint j (columns)
                     w_s: nn.Module,    # 1×1 conv C_mid -> C_out
                     sigma=torch.tanh,
-                    combine: str = 'add', # 'add': f_S + f_V (Eq 5); 'sub': f_S - f_V (FSD-10 code, CTR-GCN)
+                    combine: str = 'add', # 'add': f_S + f_V (Eq 5, authors' code); 'sub': f_S - f_V (CTR-GCN)
                    ) -> torch.Tensor:  # Ã, (N, C_out, V, V)
     "Eq 5: $\\tilde A = W_S\\,\\sigma(f_V \\oplus f_S)$."
     f_v = f_v.transpose(-1, -2)                           # (N, C_mid, V, 1): one row per sending joint
@@ -114,7 +114,7 @@ class GCBNaive(_GCBBase):
                  c_mid_ratio: int | str = 8,   # Table II
                  first_c_mid: int = 8,         # C_mid of the raw-input layer
                  sigma: str = 'tanh',          # Table VI
-                 combine: str = 'add',         # Eq 5 'add' | FSD-10 code 'sub'
+                 combine: str = 'add',         # Eq 5 and authors' code 'add' | CTR-GCN 'sub'
                  alpha: str = 'per_subset',    # Eq 6 α_k | authors' code 'shared'
                  cvsta: bool = True,           # Eq 3–4 on (MDR-GCN) / off (CTR-GCN)
                  refine: bool = True,          # Eq 5 on / off (ST-GCN + CVSTA)

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 # %% auto #0
-__all__ = ['NTU25', 'COCO17', 'OPENPOSE25', 'LAYOUTS', 'STRATEGIES', 'Layout', 'bone_pairs', 'get_layout', 'plot_layout',
-           'hop_distance', 'normalize_columns', 'partition', 'check_edges', 'Graph', 'plot_subsets']
+__all__ = ['NTU25', 'COCO17', 'OPENPOSE25', 'LAYOUTS', 'STRATEGIES', 'DISTANCES', 'COCO17_OFF_BY_ONE', 'GRAPHS', 'AUTHORS_GRAPHS',
+           'Layout', 'bone_pairs', 'get_layout', 'plot_layout', 'hop_distance', 'normalize_columns', 'partition',
+           'check_edges', 'Graph', 'plot_subsets', 'ctrgcn_subsets', 'fixed_graph']
 
 # %% ../nbs/00_graph.ipynb #301844b0
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ def normalize_columns(A: np.ndarray # (V, V) non-negative adjacency
 
 # %% ../nbs/00_graph.ipynb #b9bc6fb1
 STRATEGIES = ("uniform", "distance", "spatial")
+DISTANCES = ("exact", "truncated")
 
 def _distance_to(hop, center):
     "Exact hop distance of every joint to `center`, even beyond the `max_hop` that truncated `hop`."
@@ -161,19 +163,21 @@ def partition(hop: np.ndarray, # (V, V) hop distances (inf beyond max_hop)
               center: int, # centre joint for `spatial`
               strategy: str = "spatial", # one of `STRATEGIES`
               max_hop: int = 1, # neighbourhood radius
+              distance: str = "exact", # distance to the centre: 'exact' | 'truncated' (ST-GCN's code: `hop` itself)
              ) -> np.ndarray:
     "The `(K, V, V)` float32 adjacency tensor of an ST-GCN partition strategy."
     if strategy not in STRATEGIES: raise ValueError(f"unknown strategy {strategy!r}; known strategies: {', '.join(STRATEGIES)}")
+    if distance not in DISTANCES: raise ValueError(f"unknown distance {distance!r}; known: {', '.join(DISTANCES)}")
     V = hop.shape[0]
     norm = normalize_columns((hop <= max_hop).astype(float))            # (V, V), columns sum to 1
     if strategy == "uniform": return norm[None].astype(np.float32)     # (1, V, V)
     if strategy == "distance":
         return np.stack([np.where(hop == d, norm, 0.0) for d in range(max_hop + 1)]).astype(np.float32)
-    dc = _distance_to(hop, center)                                       # (V,) distance of each joint to the centre
+    dc = _distance_to(hop, center) if distance == "exact" else hop[:, center]   # (V,) distance of each joint to the centre
     d_in, d_out = dc[:, None], dc[None, :]                               # rows: input joint j, columns: root i
     subsets = [np.where((hop == 0), norm, 0.0)]                          # self
     near = (hop > 0) & (hop <= max_hop)
-    subsets.append(np.where(near & (d_in >= d_out), norm, 0.0))          # farther (or as far, in a cycle): inward flow
+    subsets.append(np.where(near & (d_in >= d_out), norm, 0.0))          # farther or as far (inf = inf): inward flow
     subsets.append(np.where(near & (d_in < d_out), norm, 0.0))           # closer neighbours: outward flow
     return np.stack(subsets).astype(np.float32)                          # (3, V, V)
 
@@ -199,44 +203,91 @@ class Graph:
                  layout="ntu25", # a `Layout` or the name of a built-in one
                  strategy: str = "spatial", # one of `STRATEGIES`
                  max_hop: int = 1, # neighbourhood radius
+                 distance: str = "exact", # distance to the centre: 'exact' | 'truncated' (ST-GCN's code)
                 ):
         self.layout = get_layout(layout)
-        self._build(self.layout.num_joints, self.layout.edges, self.layout.center, strategy, max_hop)
+        self._build(self.layout.num_joints, self.layout.edges, self.layout.center, strategy, max_hop, distance)
 
     @classmethod
     def from_edges(cls,
                    num_joints: int, # V
                    edges, # undirected 0-based (i, j) pairs of your skeleton
                    center: int = 0, # centre joint for the spatial partition
-                   strategy: str = "spatial", max_hop: int = 1):
+                   strategy: str = "spatial", max_hop: int = 1, distance: str = "exact"):
         "A graph for your own skeleton; raises `ValueError` for bad indices, self/duplicate edges or a disconnected graph."
         edges = check_edges(num_joints, edges)
         if not 0 <= center < num_joints: raise ValueError(f"center {center} is out of range 0..{num_joints - 1}")
         bone_pairs(num_joints, edges, center)           # raises if disconnected
         g = cls.__new__(cls)
         g.layout = None
-        g._build(num_joints, edges, center, strategy, max_hop)
+        g._build(num_joints, edges, center, strategy, max_hop, distance)
         return g
 
-    def _build(self, V, edges, center, strategy, max_hop):
+    def _build(self, V, edges, center, strategy, max_hop, distance):
         self.num_joints, self.edges, self.center = V, tuple(edges), center
-        self.strategy, self.max_hop = strategy, max_hop
+        self.strategy, self.max_hop, self.distance = strategy, max_hop, distance
         self.hop_dis = hop_distance(V, edges, max_hop)   # (V, V)
-        self.A = partition(self.hop_dis, center, strategy, max_hop)  # (K, V, V)
+        self.A = partition(self.hop_dis, center, strategy, max_hop, distance)  # (K, V, V)
 
     def __repr__(self):
         name = self.layout.name if self.layout else "custom"
-        return f"Graph({name}, strategy={self.strategy}, A{tuple(self.A.shape)})"
+        dist = "" if self.distance == "exact" else f", distance={self.distance}"
+        return f"Graph({name}, strategy={self.strategy}{dist}, A{tuple(self.A.shape)})"
 
 # %% ../nbs/00_graph.ipynb #7784c5b5
-def plot_subsets(graph: Graph, titles=("self", "inward (farther neighbours)", "outward (closer neighbours)")):
-    "Heatmaps of each subset of `graph.A`."
+def plot_subsets(graph, # a `Graph` or a (K, V, V) array
+                 titles=("self", "inward (farther neighbours)", "outward (closer neighbours)"),
+                 axs=None, # K matplotlib axes to draw on (default: a new figure)
+                ):
+    "Heatmaps of each subset of `graph.A` (rows: sending joint, columns: receiving joint)."
     import matplotlib.pyplot as plt, seaborn as sns
-    K = graph.A.shape[0]
-    fig, axs = plt.subplots(1, K, figsize=(4 * K, 3.6))
+    A = graph.A if isinstance(graph, Graph) else np.asarray(graph)
+    K = A.shape[0]
+    fig = None
+    if axs is None: fig, axs = plt.subplots(1, K, figsize=(4 * K, 3.6))
     for k, ax in enumerate(np.atleast_1d(axs)):
-        sns.heatmap(graph.A[k], ax=ax, cmap="viridis", vmin=0, vmax=1, square=True, cbar=k == K - 1)
-        ax.set_title(f"A[{k}]: {titles[k] if K == 3 else k}", fontsize=9)
+        sns.heatmap(A[k], ax=ax, cmap="viridis", vmin=0, vmax=1, square=True, cbar=k == K - 1)
+        ax.set_title(f"A[{k}]: {titles[k] if K == len(titles) else k}", fontsize=9)
         ax.set_xlabel("output joint"); ax.set_ylabel("input joint")
-    plt.tight_layout()
+    if fig is not None: plt.tight_layout()
     return fig
+
+# %% ../nbs/00_graph.ipynb #63d54b8b
+COCO17_OFF_BY_ONE = Layout("coco17_off_by_one", _COCO_NAMES,
+                           tuple(((i - 1) % 17, (j - 1) % 17) for i, j in _COCO_EDGES),   # -1 wraps to 16, as numpy indexes
+                           0, _COCO_POSE)
+
+# %% ../nbs/00_graph.ipynb #3a501ead
+def ctrgcn_subsets(layout, # a `Layout` or the name of a built-in one
+                  ) -> np.ndarray: # (3, V, V) float32, [sending, receiving]
+    "CTR-GCN's graph: identity, inward (joint → parent), outward (parent → joints), each divided by the sender's out-degree."
+    lay = get_layout(layout)
+    V = lay.num_joints
+    inward = np.zeros((V, V))
+    for v, p in lay.bones:
+        if v != p: inward[v, p] = 1.0                                   # joint v sends to its parent p
+    def per_sender(a): return a / np.maximum(a.sum(1, keepdims=True), 1.0)   # each sending row sums to 1 (or 0)
+    return np.stack([np.eye(V), per_sender(inward), per_sender(inward.T)]).astype(np.float32)
+
+GRAPHS = ("partition", "stgcn", "ctrgcn", "authors")
+AUTHORS_GRAPHS = {"coco17": ("stgcn", COCO17_OFF_BY_ONE),   # graph/gym.py: ST-GCN's code, off-by-one edges
+                  "openpose25": ("stgcn", OPENPOSE25),      # graph/skating.py: ST-GCN's code
+                  "ntu25": ("ctrgcn", NTU25)}               # graph/ntu_rgb_d.py: CTR-GCN's graph
+
+def fixed_graph(layout, # a `Layout` or the name of a built-in one
+                graph: str = "partition", # one of `GRAPHS`
+                strategy: str = "spatial", # for 'partition' and 'stgcn'
+               ) -> np.ndarray: # (K, V, V) float32, A[k, sending, receiving]
+    "The fixed adjacency $A_k$ as `graph` builds it, in this package's orientation."
+    if graph not in GRAPHS: raise ValueError(f"unknown graph {graph!r}; known graphs: {', '.join(GRAPHS)}")
+    if graph == "partition": return Graph(layout, strategy).A
+    if graph == "stgcn": return Graph(layout, strategy, distance="truncated").A
+    if strategy != "spatial": raise ValueError(f"graph {graph!r} has its own 3 subsets; strategy must be 'spatial', got {strategy!r}")
+    if graph == "ctrgcn": return ctrgcn_subsets(layout)
+    name = get_layout(layout).name
+    if name not in AUTHORS_GRAPHS:
+        raise ValueError(f"the authors' code has no graph for layout {name!r}; it has: {', '.join(AUTHORS_GRAPHS)}")
+    kind, lay = AUTHORS_GRAPHS[name]
+    if kind == "ctrgcn": return ctrgcn_subsets(lay)
+    A = Graph(lay, distance="truncated").A                          # ST-GCN's array: rows send
+    return np.ascontiguousarray(A.transpose(0, 2, 1))                # their einsum reads rows as receiving

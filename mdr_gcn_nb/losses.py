@@ -9,10 +9,11 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.distributed as dist
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['unit_and_norm', 'cosine_matrix', 'angle_in', 'angle_out', 'norm_ratio', 'norm_loss', 'resolve_lambda',
+__all__ = ['unit_and_norm', 'cosine_matrix', 'angle_in', 'angle_out', 'norm_ratio', 'norm_loss', 'resolve_lambda', 'gather_batch',
            'RobustDecoupleLoss', 'softmax_loss', 'total_loss', 'rdl_grads', 'RDLFunction', 'official_terms',
            'CenterLoss', 'CosFaceLoss', 'ArcFaceLoss', 'SphereFaceLoss', 'Criterion', 'build_criterion']
 
@@ -73,6 +74,41 @@ def resolve_lambda(lam: float | None, # a fixed weight, or None for 1/N
     "λ of Eq 11: `1/N` (the paper's 'always λ = 1/N', N = batch size) when `lam` is None, else `lam`."
     return 1.0 / n if lam is None else float(lam)
 
+# %% ../nbs/05_losses.ipynb #40fcdbf2
+def _world() -> int:
+    "Number of processes of the default torch.distributed group (1 when none is initialised)."
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+class _GatherRows(torch.autograd.Function):
+    "All processes' rows, concatenated in rank order; backward sums the gradient over processes and returns this one's rows."
+    @staticmethod
+    def forward(ctx, x, sizes):
+        W, r, m = _world(), dist.get_rank(), max(sizes)
+        pad = torch.zeros((m - x.shape[0],) + x.shape[1:], dtype=x.dtype, device=x.device)
+        parts = [torch.empty((m,) + x.shape[1:], dtype=x.dtype, device=x.device) for _ in range(W)]
+        dist.all_gather(parts, torch.cat([x, pad]).contiguous())               # W × (m, ...): padded to equal size
+        ctx.sizes, ctx.rank = sizes, r
+        return torch.cat([p[:n] for p, n in zip(parts, sizes)])                # (Σ sizes, ...)
+
+    @staticmethod
+    def backward(ctx, g):
+        g = g.contiguous().clone()
+        dist.all_reduce(g)                                                     # Σ over processes of ∂(their loss)/∂(all rows)
+        start = sum(ctx.sizes[:ctx.rank])
+        return g[start:start + ctx.sizes[ctx.rank]], None
+
+def gather_batch(features: torch.Tensor, # this process's x (n, D)
+                 labels: torch.Tensor,   # this process's y (n,)
+                ) -> tuple: # (x of all processes (N, D), y (N,)), in rank order
+    "The batch of all processes under torch.distributed; the features keep their gradient (summed over processes in backward)."
+    if _world() == 1: return features, labels
+    n = torch.tensor([features.shape[0]], device=features.device)
+    sizes = [torch.zeros_like(n) for _ in range(_world())]
+    dist.all_gather(sizes, n)
+    sizes = [int(s) for s in sizes]
+    y = _GatherRows.apply(labels.detach(), sizes)
+    return _GatherRows.apply(features, sizes), y
+
 # %% ../nbs/05_losses.ipynb #57b90936
 _TERMS = ("in", "out", "l")
 
@@ -109,6 +145,7 @@ class RobustDecoupleLoss(nn.Module):
                  variant: str = "paper", # 'paper' (Eq 7-11) or 'official' (the authors' code, SPEC §5b)
                  norm_floor: float = 1e-6, # δ: norms are floored at δ where they divide
                  impl: str = "autograd", # 'autograd' or 'function' (fused analytic gradients; variant 'paper' only)
+                 global_batch: bool = True, # training under torch.distributed: score the batch of all processes
                 ):
         super().__init__()
         if num_classes < 2: raise ValueError(f"num_classes: RDL needs at least 2 classes, got {num_classes}")
@@ -120,7 +157,7 @@ class RobustDecoupleLoss(nn.Module):
         if impl == "function" and variant != "paper": raise ValueError("impl='function' is only available for variant='paper'")
         self.num_classes, self.feat_dim = num_classes, feat_dim
         self.lambda1, self.lambda2, self.eps, self.norm_floor = lambda1, lambda2, eps, norm_floor
-        self.active, self.variant, self.impl = tuple(terms), variant, impl
+        self.active, self.variant, self.impl, self.global_batch = tuple(terms), variant, impl, global_batch
         self.centres = nn.Parameter(torch.randn(num_classes, feat_dim))  # c (M, D), N(0, 1) as the authors' code
 
     def _prep(self, features, labels):
@@ -146,8 +183,19 @@ class RobustDecoupleLoss(nn.Module):
             w = {"in": 1.0, "out": resolve_lambda(self.lambda1, n), "l": resolve_lambda(self.lambda2, n)}
         return {k: (v if k in self.active else 0.0) for k, v in w.items()}
 
+    def gather(self, features: torch.Tensor, labels: torch.Tensor) -> tuple:
+        "The batch this loss scores: all processes' (`gather_batch`) when training under torch.distributed with `global_batch`."
+        if self.global_batch and self.training and _world() > 1:
+            _check_inputs(features, labels, self.num_classes, self.feat_dim)
+            return gather_batch(features, labels)
+        return features, labels
+
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        "Eq 11: $\\mathcal{L}_R = \\mathcal{L}_{A_{in}} + \\lambda_1\\mathcal{L}_{A_{out}} + \\lambda_2\\mathcal{L}_l$ (scalar)."
+        "Eq 11: $\\mathcal{L}_R = \\mathcal{L}_{A_{in}} + \\lambda_1\\mathcal{L}_{A_{out}} + \\lambda_2\\mathcal{L}_l$ (scalar), on `gather`'s batch."
+        return self.score(*self.gather(features, labels))
+
+    def score(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        "Eq 11 on exactly the batch given (N = its size)."
         w = self.weights(features.shape[0] if torch.is_tensor(features) and features.dim() else 1)
         if self.impl == "function":
             x, c, y = self._prep(features, labels)
@@ -162,7 +210,8 @@ class RobustDecoupleLoss(nn.Module):
 
     def extra_repr(self):
         return (f"num_classes={self.num_classes}, feat_dim={self.feat_dim}, lambda1={self.lambda1}, "
-                f"lambda2={self.lambda2}, eps={self.eps}, terms={self.active}, variant={self.variant!r}, impl={self.impl!r}")
+                f"lambda2={self.lambda2}, eps={self.eps}, terms={self.active}, variant={self.variant!r}, impl={self.impl!r}, "
+                f"global_batch={self.global_batch}")
 
 # %% ../nbs/05_losses.ipynb #c06f15b4
 def softmax_loss(logits: torch.Tensor, # W̃ᵀx + b (N, M)
@@ -182,12 +231,13 @@ def total_loss(logits: torch.Tensor, # classifier output (N, M)
               ) -> tuple[torch.Tensor, dict]: # (L, {'ce', 'in', 'out', 'l', 'rdl'} detached)
     "Eq 13: $\\mathcal{L} = \\mathcal{L}_S + \\mathcal{L}_R$, with the parts for logging."
     l_s = softmax_loss(logits, labels, reduction)
+    x, y = rdl.gather(features, labels)              # under DDP: the global batch
     if rdl.impl == "function":                       # fused L_R; the parts only for the log
-        l_r = rdl(features, labels)
-        with torch.no_grad(): parts = rdl.terms(features, labels)
+        l_r = rdl.score(x, y)
+        with torch.no_grad(): parts = rdl.terms(x, y)
     else:
-        parts = rdl.terms(features, labels)
-        l_r = rdl.combine(parts, rdl.weights(features.shape[0]))
+        parts = rdl.terms(x, y)
+        l_r = rdl.combine(parts, rdl.weights(x.shape[0]))
     logs = {"ce": l_s.detach(), **{k: v.detach() for k, v in parts.items()}, "rdl": l_r.detach()}
     return l_s + weight * l_r, logs
 

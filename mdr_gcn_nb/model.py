@@ -4,20 +4,21 @@
 
 # %% ../nbs/04_model.ipynb #acd4af9b
 from __future__ import annotations
-import math
+import math, re
 from dataclasses import dataclass, fields, replace
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .graph import Graph
+from .graph import Graph, GRAPHS, fixed_graph
 from .gcn import STGCNUnit, make_residual
 from .cvsta import GCB, GCBNaive, load_sources_
 from .tcn import TCB, TCBNaive
 
 # %% auto #0
-__all__ = ['PRESETS', 'CTRGCN_DEFAULTS', 'MODELS', 'MDRGCNConfig', 'check_input', 'init_weights', 'SkeletonClassifier',
-           'MDRGCNLayer', 'MDRGCN', 'STGCNConfig', 'STGCN', 'build_model', 'count_macs', 'naive_sources', 'to_fused',
-           'compare_paths']
+__all__ = ['PRESETS', 'AUTHORS_DEFAULTS', 'CTRGCN_DEFAULTS', 'MODELS', 'AUTHORS_DATASETS', 'MDRGCNConfig', 'check_input',
+           'init_weights', 'SkeletonClassifier', 'MDRGCNLayer', 'MDRGCN', 'STGCNConfig', 'STGCN', 'build_model',
+           'count_macs', 'naive_sources', 'to_fused', 'compare_paths', 'authors_init_', 'authors_key', 'authors_config',
+           'from_authors', 'to_authors']
 
 # %% ../nbs/04_model.ipynb #af99f897
 @dataclass
@@ -30,10 +31,11 @@ class MDRGCNConfig:
     channels: tuple = (64, 64, 64, 64, 128, 128, 128, 256, 256, 256)   # Sec. III-B
     strides: tuple = (1, 1, 1, 1, 2, 1, 1, 2, 1, 1)                     # authors' code
     strategy: str = 'spatial'             # ST-GCN partition: K = 3 subsets
+    graph: str = 'partition'              # fixed A_k (00_graph): 'partition' (exact distances) | 'stgcn' | 'ctrgcn' | 'authors'
     c_mid_ratio: int | str = 8            # C_mid = C_in/8 (Table II); 4, 16 or 'fixed' (= C_out)
     first_c_mid: int = 8                  # C_mid of the first layer (raw coordinates), authors' code
     sigma: str = 'tanh'                   # Table VI; 'sigmoid', 'hardswish'
-    combine: str = 'add'                  # Eq 5 f_S + f_V; 'sub' = authors' FSD-10 code
+    combine: str = 'add'                  # Eq 5 f_S + f_V (authors' code too); 'sub' = CTR-GCN's f_S - f_V
     alpha: str = 'per_subset'             # Eq 6 α_k; 'shared' = authors' code (one α)
     cvsta: bool = True                    # Eq 3–4 (False: CTR-GCN's plain f_TV)
     refine: bool = True                   # Eq 5 (False: no learned topology Ã)
@@ -42,12 +44,17 @@ class MDRGCNConfig:
     dropout: float = 0.0                  # before the classifier
     fused: bool = True                    # fused blocks (fast) or the per-subset didactic ones
     recompute: bool = True                # fused, training: recompute R in backward instead of storing it
+    init: str = 'package'                 # 'authors': their initialisation, drawn from torch's RNG in their order
 
     def __post_init__(self):
         self.channels, self.strides = tuple(self.channels), tuple(self.strides)
         self.tcn_kernels, self.tcn_dilations = tuple(self.tcn_kernels), tuple(self.tcn_dilations)
         if len(self.channels) != len(self.strides):
             raise ValueError(f"channels ({len(self.channels)}) and strides ({len(self.strides)}) must have the same length")
+        if self.graph not in GRAPHS: raise ValueError(f"graph must be one of {', '.join(GRAPHS)}, got {self.graph!r}")
+        if self.init not in ('package', 'authors'): raise ValueError(f"init must be 'package' or 'authors', got {self.init!r}")
+        if self.init == 'authors' and not (self.cvsta and self.refine):
+            raise ValueError("init='authors' needs cvsta=True and refine=True (the authors' block has every convolution)")
         if not self.tcn_kernels or any(k < 1 or k % 2 == 0 for k in self.tcn_kernels):
             raise ValueError(f"tcn_kernels must be a non-empty tuple of odd kernel sizes, got {self.tcn_kernels}")
 
@@ -56,6 +63,7 @@ PRESETS = {'gym':    dict(num_classes=99, layout='coco17', num_persons=1),
            'fsd10':  dict(num_classes=10, layout='openpose25', num_persons=1),
            'ntu60':  dict(num_classes=60, layout='ntu25', num_persons=2),
            'ntu120': dict(num_classes=120, layout='ntu25', num_persons=2)}
+AUTHORS_DEFAULTS = dict(graph='authors', alpha='shared', combine='add', init='authors')   # their code (see below)
 
 # %% ../nbs/04_model.ipynb #1142a87e
 def check_input(x: torch.Tensor, C: int, V: int, M: int):
@@ -124,11 +132,14 @@ class MDRGCN(SkeletonClassifier):
     "MDR-GCN: 10 (GCB → TCB) layers, global average pooling, linear classifier."
     def __init__(self, cfg: MDRGCNConfig = None):
         cfg = cfg or MDRGCNConfig()
-        A = Graph(cfg.layout, strategy=cfg.strategy).A                      # (K, V, V)
+        rng = torch.random.get_rng_state() if cfg.init == 'authors' else None   # replayed below
+        A = fixed_graph(cfg.layout, cfg.graph, cfg.strategy)                  # (K, V, V)
         c = (cfg.in_channels,) + cfg.channels
         layers = [MDRGCNLayer(c[i], c[i + 1], A, cfg.strides[i], residual=i > 0, cfg=cfg)
                   for i in range(len(cfg.channels))]
         super().__init__(cfg, layers)
+        if rng is not None:                        # draw every weight again, as the authors' constructor does
+            torch.random.set_rng_state(rng); authors_init_(self)
 
 # %% ../nbs/04_model.ipynb #5ee27f64
 CTRGCN_DEFAULTS = dict(cvsta=False, combine='sub', alpha='shared', tcn_kernels=(5,))
@@ -175,10 +186,11 @@ class STGCN(SkeletonClassifier):
 
 # %% ../nbs/04_model.ipynb #2113c89d
 MODELS = {'mdrgcn': (MDRGCN, MDRGCNConfig, {}),
+          'mdrgcn_authors': (MDRGCN, MDRGCNConfig, AUTHORS_DEFAULTS),
           'ctrgcn': (MDRGCN, MDRGCNConfig, CTRGCN_DEFAULTS),
           'stgcn':  (STGCN, STGCNConfig, {})}
 
-def build_model(name: str, # 'mdrgcn' | 'ctrgcn' | 'stgcn'
+def build_model(name: str, # 'mdrgcn' | 'mdrgcn_authors' | 'ctrgcn' | 'stgcn'
                 **cfg,     # fields of the model's config dataclass
                ) -> SkeletonClassifier:
     "Build a model by name; `cfg` overrides the defaults of its config dataclass."
@@ -233,3 +245,141 @@ def compare_paths(naive: SkeletonClassifier, x: torch.Tensor, seed: int = 0) -> 
     return dict(features=rel(outs[1][0], outs[0][0]), logits=rel(outs[1][1], outs[0][1]),
                 grads=max(d for d, _ in diffs) / g_scale,                      # relative to the largest gradient
                 grads_per_tensor=max(d / max(m, 1e-3 * g_scale) for d, m in diffs))  # relative to each tensor's
+
+# %% ../nbs/04_model.ipynb #37f8b463
+_CONV_ORDER = ('conv_s', 'conv_v', 'conv_tv', 'w_s', 'conv_t', 'w_tv')   # their conv1, conv2, conv3, conv4, conv6, conv7
+
+def _default_draws(m: nn.Module):
+    "Draw from the global RNG what PyTorch's default initialisation of a module like `m` draws; return the module."
+    if isinstance(m, nn.Linear): return nn.Linear(m.in_features, m.out_features)
+    return nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, groups=m.groups, bias=m.bias is not None)
+
+@torch.no_grad()
+def _he_(conv: nn.Conv2d):
+    nn.init.kaiming_normal_(conv.weight, mode='fan_out'); nn.init.zeros_(conv.bias)
+
+@torch.no_grad()
+def _bn_(bn: nn.Module, scale: float | None = 1.0):
+    "γ = scale, or drawn from N(1, 0.02) when scale is None; β = 0; running statistics reset."
+    if scale is None: bn.weight.normal_(1.0, 0.02)
+    else: nn.init.constant_(bn.weight, scale)
+    nn.init.zeros_(bn.bias); bn.reset_running_stats()
+
+# %% ../nbs/04_model.ipynb #1129f1da
+@torch.no_grad()
+def _authors_init_naive_(model: nn.Module):
+    "The authors' draws, layer by layer, on a per-subset (`fused=False`) MDR-GCN."
+    for layer in model.layers:
+        g = layer.gcb                                                    # their unit_gcn
+        convs = [getattr(s, n) for s in g.subsets for n in _CONV_ORDER]
+        for s in g.subsets:                                              # each subset block: build, then He
+            for n in _CONV_ORDER: _default_draws(getattr(s, n))
+            for n in _CONV_ORDER: _he_(getattr(s, n))
+        down = g.down[0] if isinstance(g.down, nn.Sequential) else None
+        if down is not None: _default_draws(down); _bn_(g.down[1])
+        for conv in convs + ([down] if down is not None else []): _he_(conv)   # the unit's own pass over its convs
+        g.A.copy_(torch.as_tensor(fixed_graph(model.cfg.layout, model.cfg.graph, model.cfg.strategy)))
+        g.alpha.zero_(); _bn_(g.bn, 1e-6)
+        for scale in layer.tcb.scales:                                   # their two multi-scale temporal convs
+            for b in scale.branches:                                     # built in branch order ...
+                _default_draws(b.reduce if hasattr(b, 'reduce') else b.conv)
+                if hasattr(b, 'tconv'): _default_draws(b.tconv[0])
+            for b in scale.branches:                                     # ... then initialised module by module
+                if hasattr(b, 'tconv'): parts = [b.reduce, b.reduce_bn, b.tconv[0], b.tconv[1]]
+                elif hasattr(b, 'pool'): parts = [b.reduce, b.reduce_bn, b.bn]
+                else: parts = [b.conv, b.bn]
+                for m in parts: _he_(m) if isinstance(m, nn.Conv2d) else _bn_(m, None)
+        if layer.residual is not None and not isinstance(layer.residual, nn.Identity):
+            _default_draws(layer.residual[0]); _he_(layer.residual[0]); _bn_(layer.residual[1])
+    model.fc.bias.copy_(_default_draws(model.fc).bias)                  # the classifier keeps its default bias
+    nn.init.normal_(model.fc.weight, 0., math.sqrt(2. / model.fc.out_features))
+    _bn_(model.data_bn)
+
+def authors_init_(model: nn.Module) -> nn.Module:
+    "Initialise an MDR-GCN as the authors' `Model.__init__` does, drawing from torch's global RNG in their order."
+    if not model.cfg.fused: _authors_init_naive_(model); return model
+    rng = torch.random.get_rng_state()
+    naive = MDRGCN(replace(model.cfg, fused=False, init='package'))     # a per-subset twin (its own draws are undone)
+    torch.random.set_rng_state(rng)
+    _authors_init_naive_(naive)
+    return load_sources_(model, naive_sources(model, naive))
+
+# %% ../nbs/04_model.ipynb #501c3cab
+_AUTHORS_CONV = dict(zip(_CONV_ORDER, ('conv1', 'conv2', 'conv3', 'conv4', 'conv6', 'conv7')))
+_AUTHORS_TCB = {'reduce': '0', 'reduce_bn': '1', 'tconv.0': '3.conv', 'tconv.1': '3.bn', 'bn': '4'}
+
+def authors_key(key: str, # a key of a per-subset (`fused=False`) MDR-GCN's state_dict
+                n_dilations: int = 2, # temporal branches with a dilation (theirs: 2)
+               ) -> str:
+    "The name of the same tensor in the authors' `model.MDRGCN.Model`."
+    m = re.fullmatch(r'layers\.(\d+)\.(.+)', key)
+    if m is None: return key                                               # data_bn.*, fc.*
+    l, rest = f'l{int(m[1]) + 1}', m[2]
+    if rest == 'gcb.A': return f'{l}.gcn1.PA'
+    if s := re.fullmatch(r'gcb\.subsets\.(\d+)\.(\w+)\.(\w+)', rest): return f'{l}.gcn1.convs.{s[1]}.{_AUTHORS_CONV[s[2]]}.{s[3]}'
+    if rest.startswith('gcb.'): return f'{l}.gcn1.{rest[4:]}'             # alpha, bn.*, down.*
+    if s := re.fullmatch(r'tcb\.scales\.(\d+)\.branches\.(\d+)\.(.+)\.(\w+)', rest):
+        b, part = int(s[2]), s[3]
+        part = {'conv': '0', 'bn': '1'}[part] if b == n_dilations + 1 else _AUTHORS_TCB[part]
+        return f'{l}.tcn{int(s[1]) + 1}.branches.{b}.{part}.{s[4]}'
+    if s := re.fullmatch(r'residual\.([01])\.(\w+)', rest): return f'{l}.residual.{("conv", "bn")[int(s[1])]}.{s[2]}'
+    raise KeyError(f"{key}: no counterpart in the authors' model")
+
+def _names(items, n=6) -> str: return ', '.join(items[:n]) + (f' (and {len(items) - n} more)' if len(items) > n else '')
+
+AUTHORS_DATASETS = ('gym', 'fsd10', 'ntu60')                             # their three configs
+
+def _check_dataset(dataset):
+    if dataset not in AUTHORS_DATASETS: raise ValueError(f"dataset must be one of {', '.join(AUTHORS_DATASETS)}, got {dataset!r}")
+
+def authors_config(dataset: str, **kw) -> MDRGCNConfig:
+    "The `authors` configuration for 'gym', 'fsd10' or 'ntu60'; `kw` overrides."
+    _check_dataset(dataset)
+    return MDRGCNConfig(**{**PRESETS[dataset], **AUTHORS_DEFAULTS, 'init': 'package', **kw})
+
+# %% ../nbs/04_model.ipynb #b52bfc94
+def from_authors(state_dict: dict, # their model's state_dict (a `module.` prefix is dropped)
+                 dataset: str,     # 'gym' | 'fsd10' | 'ntu60': picks their graph and layout
+                 fused: bool = True,
+                ) -> MDRGCN:
+    "An `authors`-configured MDR-GCN (in the weights' dtype) carrying the authors' model's weights; one-line `ValueError` if they do not fit."
+    _check_dataset(dataset)
+    sd = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad: raise ValueError(f"not a state_dict of tensors: {_names(bad)}")
+    kw = {}
+    try:
+        kw['num_classes'] = sd['fc.weight'].shape[0]; kw['in_channels'] = sd['l1.gcn1.convs.0.conv3.weight'].shape[1]
+        V, C = fixed_graph(PRESETS[dataset]['layout'], 'authors').shape[-1], kw['in_channels']
+        kw['num_persons'] = sd['data_bn.weight'].numel() // (V * C)
+    except KeyError as e: raise ValueError(f"not the authors' MDR-GCN: missing key {e.args[0]!r}") from None
+    dtype = next((t.dtype for t in sd.values() if t.is_floating_point()), torch.float32)
+    naive = MDRGCN(authors_config(dataset, fused=False, **kw)).to(dtype)          # in the weights' dtype
+    own = {authors_key(k): (k, t) for k, t in naive.state_dict().items()}
+    missing, unknown = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
+    if missing or unknown:
+        raise ValueError(f"the weights do not fit the authors' {dataset} model: "
+                         f"{len(missing)} missing key(s){': ' + _names(missing) if missing else ''}; "
+                         f"{len(unknown)} unknown key(s){': ' + _names(unknown) if unknown else ''}")
+    with torch.no_grad():
+        for a, (k, t) in own.items():
+            src = sd[a].transpose(-1, -2) if k.endswith('gcb.A') else sd[a]   # their PA[k] is [receiving, sending]
+            if src.shape != t.shape:
+                raise ValueError(f"{a}: shape {tuple(sd[a].shape)} does not fit the authors' {dataset} model "
+                                 f"({tuple(t.shape)}, {kw['num_classes']} classes, {kw['in_channels']} channels)")
+            t.copy_(src)
+    return to_fused(naive) if fused else naive
+
+def to_authors(model: MDRGCN) -> dict:
+    "The state_dict the authors' model would have with `model`'s weights (inverse of `from_authors`)."
+    naive = model if not model.cfg.fused else None
+    if naive is None:                                 # undo the fusion: split each stacked tensor into its sources
+        naive = MDRGCN(replace(model.cfg, fused=False, init='package'))
+        src = naive_sources(model, naive)
+        with torch.no_grad():
+            for k, t in model.state_dict().items():
+                parts = src[k]
+                if t.dim() == 0: parts[0].copy_(t); continue
+                for p, chunk in zip(parts, torch.split(t, [p.shape[0] for p in parts])): p.copy_(chunk)
+    return {authors_key(k): (t.transpose(-1, -2) if k.endswith('gcb.A') else t).detach().clone()
+            for k, t in naive.state_dict().items()}

@@ -105,7 +105,7 @@ def test_train_test_ensemble_on_samples(tmp_path):
 def test_summary_prints_params_and_flops():
     r = run("summary", "--config", "configs/fsd10_final_joint.yaml", "--frames", "16",
             "model.args.channels=[16,16,32,32]", "model.args.strides=[1,2,1,2]")
-    m = re.search(r"mdrgcn: ([\d,]+) parameters; ([\d.]+) GFLOPs", r.stdout)
+    m = re.search(r"mdrgcn(?:_authors)?: ([\d,]+) parameters; ([\d.]+) GFLOPs", r.stdout)
     assert m and int(m.group(1).replace(",", "")) > 1000 and float(m.group(2)) > 0, r.stdout
     assert "Total params" in r.stdout
 
@@ -265,3 +265,56 @@ def test_no_checkpoint_with_non_finite_weights_or_statistics(tmp_path):
             ck = load_checkpoint(p)
             for part in ("model", "criterion"):
                 assert all(v.isfinite().all() for v in ck[part].values() if v.is_floating_point()), (name, part)
+
+
+# ---------------------------------------------------------------- convert-authors
+def _authors_checkpoint(path, seed=0):
+    "A state_dict in the authors' format (their keys, their PA orientation), written as their training script does."
+    import torch
+    from mdr_gcn_nb.model import PRESETS, build_model, to_authors
+    torch.manual_seed(seed)
+    m = build_model("mdrgcn_authors", **PRESETS["fsd10"])
+    with torch.no_grad():
+        for p in m.parameters(): p.add_(0.05 * torch.randn_like(p))
+    torch.save(to_authors(m), path)
+    return m
+
+
+def test_convert_authors_then_test_gives_the_models_logits(tmp_path):
+    import torch
+    from mdr_gcn_nb.data.datasets import DataConfig, build_dataset
+    m = _authors_checkpoint(tmp_path / "runs-300-1000.pt")
+    data = ["data.path=data_samples/fsd10", "data.max_samples=12", "num_workers=0"]
+    rc, out, err = main_in_process("convert-authors", tmp_path / "runs-300-1000.pt", "--dataset", "fsd10",
+                                   "--out", tmp_path / "converted.pt", *data)
+    assert rc == 0, err
+    assert "1,962,584 parameters" in out and "fsd10_final_joint.yaml" in out
+    rc, out, err = main_in_process("test", "-k", tmp_path / "converted.pt", "--out", tmp_path / "scores.npz", "--no-progress")
+    assert rc == 0, err
+    assert re.search(r"\(epoch authors\): test top-1 [\d.]+%", out), out
+    s = np.load(tmp_path / "scores.npz")
+    ds = build_dataset(DataConfig(kind="fsd10", path="data_samples/fsd10", temporal="pad", max_samples=12), "test")
+    with torch.no_grad(): logits = m.eval()(torch.stack([ds[int(i)][0] for i in s["indices"]]))[1].numpy()
+    assert np.abs(s["scores"] - logits).max() <= 1e-5 * np.abs(logits).max()
+
+
+def test_convert_authors_bad_input_is_one_line(tmp_path):
+    import torch
+    _authors_checkpoint(tmp_path / "a.pt")
+    sd = torch.load(tmp_path / "a.pt", weights_only=True)
+    sd.pop("l4.gcn1.alpha"); sd["l4.gcn1.beta"] = torch.zeros(1)
+    torch.save(sd, tmp_path / "bad_keys.pt")
+    torch.save({"model": sd}, tmp_path / "nested.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    cases = [(("bad_keys.pt", "fsd10"), "1 missing key(s): l4.gcn1.alpha; 1 unknown key(s): l4.gcn1.beta"),
+             (("a.pt", "gym"), "does not fit the authors' gym model"),
+             (("nested.pt", "fsd10"), "not a state_dict of tensors: model"),
+             (("junk.pt", "fsd10"), "junk.pt: not a readable weights-only checkpoint"),
+             (("missing.pt", "fsd10"), "missing.pt: checkpoint not found")]
+    for (name, ds), msg in cases:
+        rc, out, err = main_in_process("convert-authors", tmp_path / name, "--dataset", ds, "--out", tmp_path / "o.pt")
+        assert rc == 2 and len(err.strip().splitlines()) == 1 and msg in err, (name, err)
+    rc, out, err = main_in_process("convert-authors", tmp_path / "a.pt", "--dataset", "fsd10", "--out", tmp_path / "o.pt",
+                                   "--config", "configs/sample_fsd10_joint.yaml")
+    assert rc == 2 and "model.name is 'mdrgcn'; the authors' weights need 'mdrgcn_authors'" in err, err
+    assert not (tmp_path / "o.pt").exists()

@@ -69,3 +69,20 @@ def test_ddp_real_model_via_cli(tmp_path):
     _resumes_in_one_process(["-m", "mdr_gcn_nb.cli", "train", "--config", "configs/sample_fsd10_joint.yaml", "--out-dir",
                              str(tmp_path), "--no-progress", "--resume", "optim.epochs=2"] + tiny,
                             tmp_path / "sample_fsd10_joint" / "last.pt", 2)
+
+
+def test_rdl_scores_the_global_batch_under_ddp(tmp_path):
+    """Two gloo processes, each with half of one batch (or 3 and 5 samples): RDL's loss and every gradient (model,
+    centres) equal one process's on the whole batch, so lambda = 1/N uses the global N; with global_batch=False
+    (each process scores its slice) they do not."""
+    import _rdl_ddp
+    rc, out, err = _torchrun([str(Path(__file__).parent / "_rdl_ddp.py"), str(tmp_path)], timeout=240)
+    assert rc == 0, err[-3000:]
+    ddp = torch.load(tmp_path / "ddp.pt")
+    for name, options, with_ce, sizes in _rdl_ddp.CASES:
+        one = _rdl_ddp.step(dict(options, global_batch=True), with_ce, sizes)
+        diff = {k: (ddp[name][k] - one[k]).abs().max().item() / one[k].abs().max().item() for k in one}
+        if name.endswith("per_process"):
+            assert diff["grad.centres"] > 1e-3 and diff["rdl"] > 1e-3, diff          # lambda = 1/4, not 1/8
+        else:
+            assert max(diff.values()) < 1e-12, (name, diff)

@@ -200,14 +200,16 @@ def test_unknown_config_keys_listed():
     assert "['cmid', 'num_class']" in msg and 'num_classes' in msg and 'c_mid_ratio' in msg
     with pytest.raises(ValueError, match='valid keys'):
         build_model('stgcn', tcn_kernels=(3,))
-    with pytest.raises(ValueError, match="valid names: \\['ctrgcn', 'mdrgcn', 'stgcn'\\]"):
+    with pytest.raises(ValueError, match="valid names: \\['ctrgcn', 'mdrgcn', 'mdrgcn_authors', 'stgcn'\\]"):
         build_model('agcn')
 
 
 @pytest.mark.parametrize('kw,expect', [(dict(combine='mul'), "'add' or 'sub'"), (dict(alpha='all'), 'per_subset'),
                                        (dict(sigma='relu'), 'hardswish'), (dict(c_mid_ratio=0), "'fixed'"),
                                        (dict(layout='smpl'), 'coco17'), (dict(tcn_kernels=()), 'odd'),
-                                       (dict(tcn_kernels=(3, 4)), 'odd')])
+                                       (dict(tcn_kernels=(3, 4)), 'odd'), (dict(graph='kinect'), 'partition, stgcn'),
+                                       (dict(init='xavier'), "'package' or 'authors'"),
+                                       (dict(init='authors', cvsta=False), 'cvsta=True and refine=True')])
 def test_bad_config_values(kw, expect):
     with pytest.raises(ValueError, match=expect):
         build_model('mdrgcn', **kw)
@@ -223,9 +225,11 @@ def test_c_mid_options(ratio, c_mid):
 
 # ---------------------------------------------------------------- the GCB against the authors' aggregation, index by index
 def _authors_gcb(blk, x, combine):
-    """SPEC 5b written out with the authors' index names: out[n,c,t,u] = sum_v (A_k + a Ã_k)[n,c,u,v] R_k[n,c,t,v],
-    Ã_k[u,v] = W_S tanh(f_S[u] +/- f_V[v]) with f_V the tensor CVSTA shares (it indexes the sending joint v).
-    The package stores A_k as [sending, receiving], so the authors' A_k is its transpose."""
+    """The aggregation of the authors' block written out with their index names, for whatever A_k the block holds:
+    out[n,c,t,u] = sum_v (PA_k + a Ã_k)[n,c,u,v] R_k[n,c,t,v], Ã_k[u,v] = W_S tanh(f_S[u] +/- f_V[v]) with f_V the
+    tensor CVSTA shares (it indexes the sending joint v). Their PA_k is [receiving, sending], the package's A_k
+    [sending, receiving], so PA_k = A_k.T. (Which A_k they start from is `fixed_graph(layout, 'authors')`;
+    tests/test_authors.py compares the whole model with theirs.)"""
     import torch.nn.functional as F
     out = 0
     for k, sub in enumerate(blk.subsets):
@@ -244,9 +248,9 @@ def _authors_gcb(blk, x, combine):
 @pytest.mark.parametrize("alpha", ["per_subset", "shared"])
 def test_gcb_matches_the_authors_aggregation(combine, alpha):
     from mdr_gcn_nb.cvsta import GCB, GCBNaive, load_naive_
-    from mdr_gcn_nb.graph import Graph
+    from mdr_gcn_nb.graph import fixed_graph
     torch.manual_seed(0)
-    A = Graph("coco17").A
+    A = fixed_graph("coco17", "authors")
     naive = GCBNaive(6, 8, A, alpha=alpha, combine=combine, block=False).double()
     with torch.no_grad():
         for p in naive.parameters(): p.add_(0.3 * torch.randn_like(p))   # α and the biases away from their zero init
@@ -271,3 +275,10 @@ def test_to_fused_keeps_the_device_and_dtype():
                         channels=(16, 16), strides=(1, 2)).to(device="meta", dtype=torch.float64)
     p = next(to_fused(naive).parameters())
     assert p.device.type == "meta" and p.dtype == torch.float64
+
+
+@pytest.mark.parametrize('graph', ['partition', 'stgcn', 'ctrgcn', 'authors'])
+def test_the_fixed_graph_option_initialises_A(graph):
+    from mdr_gcn_nb.graph import fixed_graph
+    m = build_model('mdrgcn', graph=graph, **PRESETS['ntu60'])
+    for layer in m.layers: assert torch.equal(layer.gcb.A.detach(), torch.as_tensor(fixed_graph('ntu25', graph)))

@@ -65,7 +65,7 @@ class DataConfig:
     rot_theta: float = 0.3  # largest rotation angle, radians
     random_move: bool | None = None  # ST-GCN random move in training (fsd10: on)
     center_joint: int | None = None  # centre the clip on this joint (None: no centring)
-    center_mode: str = "first"  # 'first' (one origin per clip) or 'frame' (every frame)
+    center_mode: str = "first"  # 'first' (one origin per clip), 'frame' (every frame) or 'frame_all' (every channel: authors' FineGym)
     noise_p: float = 0.0  # Table IV: fraction of coordinates set to 0 (both splits, fixed per sample)
     noise_unit: str = "value"  # 'value' or 'joint'
     seed: int = 0  # base of every per-sample random generator
@@ -88,7 +88,8 @@ class DataConfig:
         if int(self.min_frames) < 1: raise ValueError(f"min_frames must be >= 1, got {self.min_frames}")
         if not 0 <= self.noise_p <= 1: raise ValueError(f"noise_p must be in [0, 1], got {self.noise_p}")
         if self.noise_unit not in ("value", "joint"): raise ValueError(f"noise_unit must be 'value' or 'joint', got {self.noise_unit!r}")
-        if self.center_mode not in ("first", "frame"): raise ValueError(f"center_mode must be 'first' or 'frame', got {self.center_mode!r}")
+        if self.center_mode not in ("first", "frame", "frame_all"):
+            raise ValueError(f"center_mode must be 'first', 'frame' or 'frame_all', got {self.center_mode!r}")
         self.p_interval_train, self.p_interval_test = tuple(self.p_interval_train), tuple(self.p_interval_test)
         for name in ("p_interval_train", "p_interval_test"):
             p = getattr(self, name)

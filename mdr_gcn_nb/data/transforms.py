@@ -149,9 +149,9 @@ def random_move(x: np.ndarray, # clip (C, T, V, M)
 def center_on_joint(x: np.ndarray, # clip (C, T, V, M)
                     joint: int, # 0-based joint index
                     coords: int = 3, # coordinate channels to shift
-                    mode: str = "first", # 'first' or 'frame'
+                    mode: str = "first", # 'first', 'frame' or 'frame_all' (the authors' FineGym feeder)
                    ) -> np.ndarray:
-    "Subtract the position of `joint` from the coordinates (first present frame, or every frame)."
+    "Subtract the position of `joint` from the coordinates (first present frame, or every frame; 'frame_all': every channel, as stored)."
     if not 0 <= joint < x.shape[2]: raise ValueError(f"center joint {joint} is out of range 0..{x.shape[2] - 1}")
     present = present_joints(x, coords)                                                  # (T, V, M)
     out = x.copy()
@@ -163,7 +163,9 @@ def center_on_joint(x: np.ndarray, # clip (C, T, V, M)
     elif mode == "frame":
         origin = x[:coords, :, joint:joint + 1, :]                                       # (coords, T, 1, M)
         out[:coords] = np.where(present & present[:, joint:joint + 1, :], x[:coords] - origin, 0)
-    else: raise ValueError(f"center mode must be 'first' or 'frame', got {mode!r}")
+    elif mode == "frame_all":                                                            # score channel and absent joints too
+        out = x - x[:, :, joint:joint + 1, :]
+    else: raise ValueError(f"center mode must be 'first', 'frame' or 'frame_all', got {mode!r}")
     return out
 
 # %% ../../nbs/08_data_transforms.ipynb #98003dd3
