@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from mdr_gcn_nb.model import build_model, compare_paths, PRESETS   # noqa: E402
+from mdr_gcn_nb.model import build_model, compare_paths, from_authors, PRESETS   # noqa: E402
 from mdr_gcn_nb.losses import build_criterion                        # noqa: E402
 
 CONFIGS = {'gym': dict(V=17, M=1, K=99, preset='gym', authors=('graph.gym.Graph', {'labeling_mode': 'spatial'})),
@@ -61,6 +61,25 @@ def equivalence(dev):
             x = torch.randn(4, 3, 16, c['V'], c['M'], device=dev, dtype=dtype)
             d = compare_paths(naive, x)
             emit(part='equivalence', config=name, dtype=str(dtype).split('.')[-1], **{k: float(f'{v:.3g}') for k, v in d.items()})
+
+
+def authors_equal(dev, authors_path):
+    "The package's `authors` configuration against their model on CUDA: same weights, same logits and gradients."
+    if not authors_path: return emit(part='authors_equal', skipped='no --authors checkout')
+    for dtype in (torch.float64, torch.float32):
+        for name, c in CONFIGS.items():
+            torch.manual_seed(0)
+            theirs = authors_model(authors_path, c).to(dev, dtype).train()
+            ours = from_authors(theirs.state_dict(), 'gym' if name == 'gym' else 'ntu60').to(dev, dtype).train()
+            x = torch.randn(4, 3, 16, c['V'], c['M'], device=dev, dtype=dtype)
+            outs = [m(x) for m in (theirs, ours)]
+            for f, l in outs: (f.square().sum() + l.square().sum()).backward()
+            rel = lambda a, b: ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+            g_t = torch.cat([p.grad.flatten() for p in theirs.parameters() if p.grad is not None])
+            g_o = sum(p.grad.abs().sum().item() for p in ours.parameters() if p.grad is not None)
+            emit(part='authors_equal', config=name, dtype=str(dtype).split('.')[-1], logits=float(f'{rel(outs[1][1], outs[0][1]):.3g}'),
+                 features=float(f'{rel(outs[1][0], outs[0][0]):.3g}'),
+                 grad_abs_sum_rel=float(f'{abs(g_o - g_t.abs().sum().item()) / g_t.abs().sum().item():.3g}'))
 
 
 def amp_step(dev, steps=30):
@@ -97,6 +116,7 @@ def sides_for(cfg, authors_path, dev):
     if authors_path:
         torch.manual_seed(0); sides['authors'] = authors_model(authors_path, cfg).to(dev)
     torch.manual_seed(0); sides['fused'] = build_model('mdrgcn', **PRESETS[cfg['preset']]).to(dev)
+    torch.manual_seed(0); sides['authors_cfg'] = build_model('mdrgcn_authors', **PRESETS[cfg['preset']]).to(dev)
     torch.manual_seed(0); sides['fused_store'] = build_model('mdrgcn', recompute=False, **PRESETS[cfg['preset']]).to(dev)
     return sides
 
@@ -192,6 +212,7 @@ def table(path):
         by = {r['side']: r for r in sp if (r['config'], r['mode'], r['precision']) == key}
         cell = lambda s: (f"{by[s]['samples_per_s']:.0f}" + (f" ({by[s]['speed_vs_authors']:.2f}×)" if 'speed_vs_authors' in by[s] else '')) if s in by else '–'
         mem = ' / '.join(str(by[s].get('peak_mem_mb', '–')) for s in ('authors', 'fused', 'fused_store') if s in by)
+        if 'authors_cfg' in by: mem += f" (package `mdrgcn_authors`: {cell('authors_cfg')}, {by['authors_cfg'].get('peak_mem_mb', '–')} MB)" 
         print(f"| {key[0]} | {key[1]} | {key[2]} | {cell('authors')} | {cell('fused')} | {cell('fused_store')} | {mem if key[1] == 'train' else '–'} |")
     mj = [r for r in rows if r['part'] == 'main_job' and r.get('best')]
     if mj:
@@ -214,7 +235,7 @@ def main():
     ap.add_argument('--inner', type=int, default=3)
     ap.add_argument('--batch', type=int, default=64)
     ap.add_argument('--frames', type=int, default=64)
-    ap.add_argument('--parts', default='env,equivalence,amp_step,speed')
+    ap.add_argument('--parts', default='env,equivalence,authors_equal,amp_step,speed')
     ap.add_argument('--main-job', action='store_true')
     a = ap.parse_args()
     if not torch.cuda.is_available(): sys.exit('gpu_check: no CUDA device')
@@ -226,6 +247,7 @@ def main():
              tf32_matmul=torch.backends.cuda.matmul.allow_tf32, tf32_cudnn=torch.backends.cudnn.allow_tf32,
              authors=bool(a.authors), date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
     if 'equivalence' in parts: equivalence(dev)
+    if 'authors_equal' in parts: authors_equal(dev, a.authors)
     if 'amp_step' in parts: amp_step(dev)
     if 'speed' in parts: speed(dev, a.authors, a.reps, a.inner, a.batch, a.frames)
     if a.main_job: main_job(a.out)
