@@ -10,7 +10,7 @@ result dicts (`name` plus measured fields). To add one, write `def bench_xxx(arg
 append it to `BENCHMARKS`; `TABLE_COLUMNS` says what the markdown table shows.
 
 Raw `.skeleton` parsing is measured on the ten real NTU RGB+D files in ../shared/real_samples/ntu60
-(read in place; the conversion benchmark copies them to a temporary folder to have more files).
+($MDR_REAL_SAMPLES/ntu60 when set; read in place; the conversion benchmark copies them to a temporary folder to have more files).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-REAL_NTU = ROOT.parent / "shared" / "real_samples" / "ntu60"
+REAL_NTU = Path(os.environ.get("MDR_REAL_SAMPLES", ROOT.parent / "shared" / "real_samples")) / "ntu60"   # as the tests find them
 NTU60_FILES = 56_578          # NTU RGB+D 60 files after removing the 302 with missing skeletons
 NTU60_AVG_FRAMES = 100        # rough average length of an NTU60 recording (frames)
 

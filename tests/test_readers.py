@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mdr_gcn_nb.data import readers as R
+from mdr_gcn_nb.data import skeleton_parser as SP
 from mdr_gcn_nb.data.readers import (DataFormatError, FSD10_CLASSES, atomic_write, load_fsd10, load_label_map, load_ntu_npz,
                                      load_pyskl, parse_ntu_name, pyskl_clip, read_openpose_dir,
                                      read_skeleton, skeleton_from_xyz, write_skeleton)
@@ -90,7 +91,7 @@ def test_crlf_reads_like_lf(tmp_path):
 
 
 def _fast(buf: bytes):
-    return R._skeleton_kernel(np.frombuffer(buf + b"\0", np.uint8), R._P10)
+    return SP._skeleton_kernel(np.frombuffer(buf + b"\0", np.uint8), SP._P10)
 
 
 def _bits(x):
@@ -509,3 +510,13 @@ def test_a_body_id_with_many_leading_zeros_reads_the_same_on_both_paths(tmp_path
     careful = R._read_lines(p, buf.decode())
     assert all(_bits(f) == _bits(c) for f, c in zip(fast, careful))
     assert int(read_skeleton(p)["body_id"][0]) == 7
+
+
+def test_the_skeleton_parser_is_a_leaf_module():
+    "mdr_gcn_nb.data.skeleton_parser (the numba kernel, 90_skeleton_parser) imports neither readers nor anything else of ours."
+    import ast
+    src = (Path(__file__).resolve().parents[1] / "mdr_gcn_nb" / "data" / "skeleton_parser.py").read_text()
+    mods = {n.module or "" for n in ast.walk(ast.parse(src)) if isinstance(n, ast.ImportFrom)} | \
+           {a.name for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Import) for a in n.names}
+    assert mods <= {"__future__", "numba", "numpy"}, mods
+    assert R._skeleton_kernel is SP._skeleton_kernel                # read_skeleton uses this very kernel

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mdr_gcn_nb.data import readers as R
+from mdr_gcn_nb.data import skeleton_parser as SP
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = Path(os.environ.get("MDR_REAL_SAMPLES", ROOT.parent / "shared" / "real_samples"))
@@ -64,7 +65,7 @@ def test_mutated_files_read_identically_or_fail_in_one_line(tmp_path, seed):
         buf = mutate(rng, rng.choice(bases)) if rng.random() < 0.85 else rng.choice(bases)
         p = tmp_path / f"m{it}.skeleton"
         p.write_bytes(buf)
-        status, *fast = R._skeleton_kernel(np.frombuffer(buf + b"\0", np.uint8), R._P10)
+        status, *fast = SP._skeleton_kernel(np.frombuffer(buf + b"\0", np.uint8), SP._P10)
         if status == 0:
             fast_accepted += 1
             careful = R._read_lines(p, buf.decode("utf-8", "replace"))   # must not raise: same file, same result

@@ -13,8 +13,9 @@ import re
 import tempfile
 from pathlib import Path
 
-import numba
 import numpy as np
+
+from .skeleton_parser import _P10, _skeleton_kernel
 
 # %% auto #0
 __all__ = ['JOINT_FIELDS', 'FSD10_CLASSES', 'DataFormatError', 'read_skeleton', 'skeleton_bodies', 'atomic_write',
@@ -33,124 +34,6 @@ def _need_file(path) -> Path:
     if not p.exists(): _fail(p, "file not found")
     if p.is_dir(): _fail(p, "is a directory, expected a file")
     return p
-
-# %% ../../nbs/06_data_readers.ipynb #4932b982
-_P10 = 10.0 ** np.arange(23)                     # 10**0 .. 10**22: every one an exact double
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _sep(c):
-    "Does byte `c` end a token? Space, tab, LF, CR, or the 0 byte after the end of the file."
-    return c == 32 or c == 9 or c == 10 or c == 13 or c == 0
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _skip(a, i):
-    "Skip blanks from `a[i]`; return (index of the next token, line breaks crossed), or (i, -1) at a CR not followed by LF."
-    nl = 0
-    while True:
-        c = a[i]
-        if c == 32 or c == 9: i += 1
-        elif c == 10: nl += 1; i += 1
-        elif c == 13:
-            if a[i + 1] != 10: return i, -1
-            i += 1
-        else: return i, nl
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _uint(a, i):
-    "A count (1 to 9 digits) at `a[i]`: (value, end, ok)."
-    j, v = i, 0
-    while 0 <= np.int64(a[i]) - 48 <= 9:
-        if i - j < 9: v = v * 10 + np.int64(a[i]) - 48
-        i += 1
-    return v, i, 0 < i - j <= 9 and _sep(a[i])
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _uint64(a, i):
-    "A bodyID (an unsigned 64-bit integer) at `a[i]`: (value, end, ok); ok is False on overflow."
-    j, v, ok = i, np.uint64(0), True
-    top = np.uint64(1844674407370955161)         # (2**64 - 1) // 10
-    while 0 <= np.int64(a[i]) - 48 <= 9:
-        d = np.int64(a[i]) - 48
-        if v > top or (v == top and d > 5): ok = False
-        else: v = v * np.uint64(10) + np.uint64(d)
-        i += 1
-    return v, i, ok and i > j and _sep(a[i])
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _float(a, i, p10):
-    "A decimal number at `a[i]`: (value, end, ok); ok only when the value is provably the double `float` gives."
-    neg = a[i] == 45
-    if neg or a[i] == 43: i += 1
-    m, j = 0, i                                  # m: all digits as one integer (at most 18 kept)
-    while 0 <= np.int64(a[i]) - 48 <= 9:
-        if i - j < 18: m = m * 10 + np.int64(a[i]) - 48
-        i += 1
-    nd, frac = i - j, 0
-    if a[i] == 46:                               # '.'
-        i += 1; j = i
-        while 0 <= np.int64(a[i]) - 48 <= 9:
-            if nd + i - j < 18: m = m * 10 + np.int64(a[i]) - 48
-            i += 1
-        frac = i - j; nd += frac
-    ok, ex = 0 < nd <= 18, 0
-    if a[i] == 69 or a[i] == 101:                # 'E' or 'e'
-        i += 1
-        eneg = a[i] == 45
-        if eneg or a[i] == 43: i += 1
-        j = i
-        while 0 <= np.int64(a[i]) - 48 <= 9:
-            if i - j < 4: ex = ex * 10 + np.int64(a[i]) - 48
-            i += 1
-        ok = ok and 0 < i - j <= 4
-        if eneg: ex = -ex
-    ok = ok and _sep(a[i]) and m < 9007199254740992   # m < 2**53: exact as a double
-    e, v = ex - frac, 0.0
-    if ok and 0 <= e <= 22: v = m * p10[e]
-    elif ok and -22 <= e < 0: v = m / p10[-e]
-    else: ok = False
-    return (-v if neg else v), i, ok
-
-# %% ../../nbs/06_data_readers.ipynb #f95033ce
-@numba.njit(cache=True, nogil=True)
-def _skeleton_kernel(a, # file bytes (uint8) followed by one 0 byte
-                     p10):
-    "One pass over a .skeleton text: (status, body_count (T,), body_id (B,), info (B, 9), joints (B, 25, 12)); status 0 = read."
-    n = a.size - 1
-    lines = 1
-    for k in range(n): lines += a[k] == 10
-    cap = min(lines // 27, n // 622) + 1         # a body record takes >= 27 lines and >= 622 bytes
-    ids, info, joints = np.empty(cap, np.uint64), np.empty((cap, 9)), np.empty((cap, 25, 12))
-    counts = np.empty(0, np.int64)
-    i, nl = _skip(a, 0)
-    T, i, ok = _uint(a, i)
-    if nl < 0 or not ok or T == 0 or T > lines: return 1, counts, ids[:0], info[:0], joints[:0]
-    counts = np.empty(T, np.int64)
-    B = 0
-    for t in range(T):
-        i, nl = _skip(a, i)
-        nb, i, ok = _uint(a, i)
-        if nl < 1 or not ok or B + nb > cap: return 1, counts, ids[:0], info[:0], joints[:0]
-        counts[t] = nb
-        for _ in range(nb):
-            i, nl = _skip(a, i)                  # the info line: bodyID and 9 numbers
-            ids[B], i, ok = _uint64(a, i)
-            if nl < 1 or not ok: return 1, counts, ids[:0], info[:0], joints[:0]
-            for f in range(9):
-                i, nl = _skip(a, i)
-                info[B, f], i, ok = _float(a, i, p10)
-                if nl != 0 or not ok: return 1, counts, ids[:0], info[:0], joints[:0]
-            i, nl = _skip(a, i)                  # the line '25'
-            if nl < 1 or a[i] != 50 or a[i + 1] != 53 or not _sep(a[i + 2]): return 1, counts, ids[:0], info[:0], joints[:0]
-            i += 2
-            for j in range(25):                  # 25 joint lines of 12 numbers
-                for f in range(12):
-                    i, nl = _skip(a, i)
-                    joints[B, j, f], i, ok = _float(a, i, p10)
-                    if not ok or (nl < 1 if f == 0 else nl != 0): return 1, counts, ids[:0], info[:0], joints[:0]
-            B += 1
-    i, nl = _skip(a, i)
-    if nl < 0 or i != n: return 1, counts, ids[:0], info[:0], joints[:0]   # only blanks after the last frame
-    return 0, counts, ids[:B], info[:B], joints[:B]
 
 # %% ../../nbs/06_data_readers.ipynb #809a4fe2
 _INFO_FIELDS = ("clippedEdges", "handLeftConfidence", "handLeftState", "handRightConfidence",
@@ -222,7 +105,7 @@ def read_skeleton(path, # an NTU RGB+D `.skeleton` file (LF or CRLF line ends)
     buf = path.read_bytes()
     if not buf.strip(): _fail(path, "empty file")
     status, counts, ids, info, joints = _skeleton_kernel(np.frombuffer(buf + b"\0", np.uint8), _P10)
-    if status:                                   # the fast reader was not sure: read carefully, or name the problem
+    if status:                                   # the compiled pass was not sure: read carefully, or name the problem
         counts, ids, info, joints = _read_lines(path, buf.decode("utf-8", "replace"))
     if ids.size == 0 and not allow_empty: _fail(path, f"no bodies: all {counts.size} frames have 0 bodies")
     eol = buf.find(b"\n")
