@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 # %% auto #0
-__all__ = ['NTU25', 'COCO17', 'OPENPOSE25', 'LAYOUTS', 'STRATEGIES', 'DISTANCES', 'COCO17_OFF_BY_ONE', 'GRAPHS', 'AUTHORS_GRAPHS',
-           'Layout', 'bone_pairs', 'get_layout', 'plot_layout', 'hop_distance', 'normalize_columns', 'partition',
-           'check_edges', 'Graph', 'plot_subsets', 'ctrgcn_subsets', 'fixed_graph']
+__all__ = ['NTU25', 'KINECT20', 'COCO17', 'OPENPOSE25', 'LAYOUTS', 'STRATEGIES', 'DISTANCES', 'COCO17_OFF_BY_ONE', 'GRAPHS',
+           'AUTHORS_GRAPHS', 'Layout', 'bone_pairs', 'get_layout', 'plot_layout', 'hop_distance', 'normalize_columns',
+           'partition', 'check_edges', 'Graph', 'plot_subsets', 'ctrgcn_subsets', 'fixed_graph']
 
 # %% ../nbs/00_graph.ipynb #301844b0
 @dataclass(frozen=True)
@@ -65,6 +65,15 @@ _NTU_POSE = ((0, 0), (0, .3), (0, .68), (0, .82), (.2, .58), (.3, .35), (.35, .1
              (-.39, -.03), (-.31, .02))
 NTU25 = Layout("ntu25", _NTU_NAMES, tuple((i - 1, j - 1) for i, j in _NTU_EDGES_1BASED), 21 - 1, _NTU_POSE)
 
+# %% ../nbs/00_graph.ipynb #2f3851ce
+_KINECT20_NAMES = ("HipCenter", "Spine", "ShoulderCenter", "Head", "ShoulderLeft", "ElbowLeft", "WristLeft", "HandLeft",
+                   "ShoulderRight", "ElbowRight", "WristRight", "HandRight", "HipLeft", "KneeLeft", "AnkleLeft",
+                   "FootLeft", "HipRight", "KneeRight", "AnkleRight", "FootRight")
+_KINECT20_EDGES = ((0, 1), (1, 2), (2, 3), (2, 4), (2, 8), (4, 5), (8, 9), (5, 6), (9, 10), (6, 7), (10, 11),
+                   (0, 12), (0, 16), (12, 13), (16, 17), (13, 14), (17, 18), (14, 15), (18, 19))
+_KINECT20_POSE = _NTU_POSE[:2] + ((0, .6), (0, .8)) + _NTU_POSE[4:20]   # NTU's rest pose, one neck joint
+KINECT20 = Layout("kinect20", _KINECT20_NAMES, _KINECT20_EDGES, 2, _KINECT20_POSE)
+
 # %% ../nbs/00_graph.ipynb #049da576
 _COCO_NAMES = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
                "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
@@ -88,7 +97,7 @@ _OP_POSE = ((0, .85), (0, .6), (-.2, .6), (-.3, .35), (-.35, .1), (.2, .6), (.3,
             (-.09, .86), (.09, .86), (.2, -.93), (.25, -.9), (.11, -.91), (-.2, -.93), (-.25, -.9), (-.11, -.91))
 OPENPOSE25 = Layout("openpose25", _OP_NAMES, _OP_EDGES, 8, _OP_POSE)
 
-LAYOUTS = {l.name: l for l in (NTU25, COCO17, OPENPOSE25)}
+LAYOUTS = {l.name: l for l in (NTU25, COCO17, OPENPOSE25, KINECT20)}
 
 # %% ../nbs/00_graph.ipynb #a2f93891
 def get_layout(name: str) -> Layout:

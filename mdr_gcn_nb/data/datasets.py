@@ -38,7 +38,7 @@ NTU60_CLASSES = (
     "point finger at the other person", "hugging other person", "giving something to other person",
     "touch other person's pocket", "handshaking", "walking towards each other", "walking apart from each other")
 
-KINDS = ("fsd10", "gym", "ntu")
+KINDS = ("fsd10", "gym", "ntu", "msr3d", "utkinect")
 _DEFAULTS = {  # per-kind defaults (SPEC §5b)
     "fsd10": dict(path="data_samples/fsd10", layout="openpose25", coords=2, num_persons=1, window=None,
                   temporal="pad", random_rot=False, random_move=True, center_joint=None),
@@ -46,6 +46,11 @@ _DEFAULTS = {  # per-kind defaults (SPEC §5b)
                 temporal="uniform", random_rot=False, random_move=False, center_joint=None),
     "ntu": dict(path="data_samples/ntu/NTU60_CS.npz", layout="ntu25", coords=3, num_persons=2, window=64,
                 temporal="crop_resize", random_rot=True, random_move=False, center_joint=None),
+    # MSR Action3D and UTKinect (13_data_kinect): Kinect v1, one person, centred on HipCenter of the first frame
+    "msr3d": dict(path="../shared/real_samples/msr_action3d", layout="kinect20", coords=3, num_persons=1, window=32,
+                  temporal="uniform", random_rot=False, random_move=False, center_joint=0),
+    "utkinect": dict(path="../shared/real_samples/utkinect", layout="kinect20", coords=3, num_persons=1, window=32,
+                     temporal="uniform", random_rot=False, random_move=False, center_joint=0),
 }
 TEMPORAL = ("pad", "crop_resize", "uniform", "none")
 
@@ -53,7 +58,7 @@ TEMPORAL = ("pad", "crop_resize", "uniform", "none")
 @dataclass
 class DataConfig:
     "Settings of one dataset; `None` fields take the default of `kind` (see `resolved()`)."
-    kind: str = "fsd10"  # 'fsd10' | 'gym' | 'ntu'
+    kind: str = "fsd10"  # 'fsd10' | 'gym' | 'ntu' | 'msr3d' | 'utkinect'
     path: str | None = None  # fsd10: folder with {split}_data_25.npy/{split}_label_25.pkl; gym: the pickle; ntu: the npz
     window: int | None = None  # frames per clip (fsd10: None keeps the stored length; gym/ntu: 64)
     temporal: str | None = None  # 'pad' | 'crop_resize' | 'uniform' | 'none'
@@ -77,6 +82,8 @@ class DataConfig:
     score_thr: float = 0.01  # gym: coordinates with a score <= this are set to 0
     mmap: bool = True  # fsd10: memory-map the npy (False: read it into memory)
     max_samples: int | None = None  # keep only the first n samples of a split (quick runs)
+    subset: str | None = None  # msr3d: 'AS1' | 'AS2' | 'AS3' (8 actions each); None: all 20 actions
+    split_index: int | None = None  # utkinect: which of the 10 subject splits of tr_te_splits.mat (0-9; None: 0)
 
     def __post_init__(self):
         if self.kind not in KINDS: raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
@@ -96,6 +103,7 @@ class DataConfig:
             if len(p) not in (1, 2) or not all(0 < v <= 1 for v in p):
                 raise ValueError(f"{name} must hold one or two fractions in (0, 1], got {p}")
         if self.class_names is not None: self.class_names = tuple(self.class_names)
+        if self.subset not in (None, "AS1", "AS2", "AS3"): raise ValueError(f"subset must be None, 'AS1', 'AS2' or 'AS3', got {self.subset!r}")
 
     def resolved(self) -> "DataConfig":
         "A copy with every `None` default of this kind filled in."
@@ -104,7 +112,7 @@ class DataConfig:
 
     @property
     def coords(self) -> int:
-        "Coordinate channels: 3 (x, y, z) for NTU, 2 (x, y; the third channel is a score) otherwise."
+        "Coordinate channels: 3 (x, y, z) for NTU and the Kinect v1 sets, 2 (x, y; the third channel is a score) otherwise."
         return _DEFAULTS[self.kind]["coords"]
 
 # %% ../../nbs/09_data_datasets.ipynb #bcf68774
@@ -241,4 +249,7 @@ def build_dataset(cfg: DataConfig, # the settings (None fields take the kind's d
     if not Path(cfg.path).exists():
         rel = "" if Path(cfg.path).is_absolute() else f" (relative to the current folder {Path.cwd()}; set data.path=... to point elsewhere)"
         raise FileNotFoundError(f"{cfg.path}: {cfg.kind} data not found{rel}")
+    if cfg.kind in ("msr3d", "utkinect"):
+        from . import kinect                                    # 13_data_kinect builds on this module
+        return {"msr3d": kinect.msr3d_dataset, "utkinect": kinect.utkinect_dataset}[cfg.kind](cfg, split)
     return {"fsd10": _fsd10, "gym": _gym, "ntu": _ntu}[cfg.kind](cfg, split)
