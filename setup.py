@@ -18,6 +18,7 @@ lic = licenses[cfg["license"]]
 statuses = ["1 - Planning", "2 - Pre-Alpha", "3 - Alpha", "4 - Beta", "5 - Production/Stable"]
 requirements = ["torch"] + cfg.get("requirements", "").split()
 dev_requirements = cfg.get("dev_requirements", "").split()
+export_requirements = cfg.get("export_requirements", "").split()   # optional: `mdr-gcn export --format onnx`
 scripts = [s for s in cfg.get("console_scripts", "").split() if s]
 readme = here / "README.md"
 
@@ -42,7 +43,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[cfg["lib_name"], cfg["lib_name"] + ".*"]),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={"dev": dev_requirements},
+    extras_require={"dev": dev_requirements, "export": export_requirements},
     python_requires=">=" + cfg["min_python"],
     zip_safe=False,
     entry_points={

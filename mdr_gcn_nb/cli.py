@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['AUTHORS_RECIPES', 'cmd_train', 'cmd_test', 'cmd_ensemble', 'cmd_preprocess_ntu', 'cmd_make_samples', 'cmd_summary',
-           'cmd_convert_authors', 'make_parser', 'split_overrides', 'main']
+           'cmd_convert_authors', 'cmd_predict', 'cmd_export', 'make_parser', 'split_overrides', 'main']
 
 # %% ../nbs/12_cli.ipynb #70413edb
 import argparse, json, os, re, shlex, sys, time
@@ -142,6 +142,39 @@ def cmd_convert_authors(a) -> int:
     print(f"evaluate it with: mdr-gcn test --checkpoint {shlex.quote(str(out))} [data.path=...]")
     return 0
 
+# %% ../nbs/12_cli.ipynb #a15c0d02
+def _print_prediction(r: dict):
+    head = r["input"] if r["clip"] in (Path(r["input"]).name, Path(r["input"]).stem) else f"{r['input']}: {r['clip']}"
+    print(head)
+    for j, t in enumerate(r["top"]): print(f"  {j + 1}. {t['class']:<32} {100 * t['prob']:6.2f}%")
+
+def cmd_predict(a) -> int:
+    "Top classes of every clip of every input, through the checkpoint's own test-time pipeline."
+    from mdr_gcn_nb.predict import Predictor, predict_paths
+    if a.top < 1: raise ConfigError(f"--top must be >= 1, got {a.top}")
+    if a.clips < 1: raise ConfigError(f"--clips must be >= 1, got {a.clips}")
+    if a.image_size and min(a.image_size) <= 0: raise ConfigError(f"--image-size must be two positive numbers, got {a.image_size}")
+    pred = Predictor.from_checkpoint(a.checkpoint, device=a.device, overrides=a.overrides)
+    recs = predict_paths(pred, a.inputs, k=a.top, clips=a.clips, image_size=a.image_size, split=a.split)
+    if a.json: print(json.dumps({"checkpoint": str(a.checkpoint), "clips_per_sample": a.clips, "predictions": recs}))
+    else:
+        for r in recs: _print_prediction(r)
+    return 0
+
+def cmd_export(a) -> int:
+    "Write a checkpoint's network as ONNX, TorchScript or a torch.export program, and check it against eager PyTorch."
+    from mdr_gcn_nb.predict import Predictor, _need_onnx, check_export, export_model, temporal_stride
+    if a.format == "onnx": _need_onnx(runtime=not a.no_check)
+    pred = Predictor.from_checkpoint(a.checkpoint, overrides=a.overrides)
+    out = export_model(pred, a.format, a.out, frames=a.frames)
+    s = temporal_stride(pred)
+    print(f"{a.checkpoint} -> {out} ({a.format}, {out.stat().st_size / 1e6:.1f} MB): input x (N, {pred.C}, T, {pred.V}, {pred.M}) "
+          f"float32 after the test-time pipeline, T a multiple of {s}; output scores (N, {len(pred.class_names)})")
+    if not a.no_check:
+        d = check_export(pred, out, a.format)
+        print(f"  checked on new inputs (batch 1 and 3, {pred.data.window or 64} and {3 * s} frames): max |exported - eager| = {d:.1e}")
+    return 0
+
 # %% ../nbs/12_cli.ipynb #f81d2e1b
 def _add_overrides(p):
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.epochs=3 data.window=64")
@@ -210,6 +243,29 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the package checkpoint to write")
     p.add_argument("--config", "-c", help=f"recipe YAML for the checkpoint's config (default: configs/{{{','.join(AUTHORS_RECIPES.values())}}})")
     _add_overrides(p); p.set_defaults(func=cmd_convert_authors)
+    p = sub.add_parser("predict", help="top classes of your own files with a checkpoint", description=
+        "Print the top classes (class names from the checkpoint) of each clip of each INPUT, through the checkpoint's own "
+        "test-time pipeline: the scores equal those `mdr-gcn test` gives the same clip. INPUT: an NTU .skeleton file, a folder "
+        "of OpenPose JSON frames, a .npy ((C, T, V, M), (N, C, T, V, M), (M, T, V, C) or (T, V, C)) or a PYSKL .pkl.")
+    p.add_argument("--checkpoint", "-k", required=True, help="a .pt written by train (best.pt or last.pt)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or OpenPose folders")
+    p.add_argument("--top", type=int, default=5, help="how many classes to print (default 5)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout: top classes and raw scores per clip")
+    p.add_argument("--clips", type=int, default=1, help="test-time augmentation: average K temporal draws (PYSKL's num_clips)")
+    p.add_argument("--image-size", type=float, nargs=2, metavar=("W", "H"), help="OpenPose input: map pixels to [-0.5, 0.5]")
+    p.add_argument("--split", help="PYSKL input: only the clips of this split")
+    p.add_argument("--device", default="cpu", help="cpu | cuda[:i]")
+    _add_overrides(p); p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="a checkpoint's network as ONNX, TorchScript or torch.export", description=
+        "Write the network of a checkpoint (eval mode, with its loss's scoring head) for deployment, with a dynamic batch size "
+        "and frame count, and check it against eager PyTorch on new inputs. ONNX needs: pip install \"mdr_gcn_nb[export]\".")
+    p.add_argument("--checkpoint", "-k", required=True, help="a .pt written by train")
+    p.add_argument("--format", "-f", required=True, choices=("onnx", "torchscript", "pt2"))
+    p.add_argument("--out", "-o", required=True, help="the file to write")
+    p.add_argument("--frames", type=int, help="frames of the example clip (default: the config's window, else 64)")
+    p.add_argument("--no-check", action="store_true", help="skip the comparison with eager PyTorch")
+    _add_overrides(p); p.set_defaults(func=cmd_export)
     return ap
 
 # %% ../nbs/12_cli.ipynb #ea0072aa
