@@ -150,7 +150,8 @@ def cmd_make_dataset(a) -> int:
     out = Path(a.out)
     if out.exists() and not a.force: raise ConfigError(f"{out}: exists; pass --force to replace it")
     names = load_label_map(a.class_names) if a.class_names else None
-    r = make_dataset(a.src, a.csv, out, a.layout, class_names=names, score=a.score)
+    try: r = make_dataset(a.src, a.csv, out, a.layout, class_names=names, score=a.score)
+    except ValueError as e: raise ConfigError(str(e)) from None      # bad data or layout: one line naming the file
     splits = ", ".join(f"{k} {v}" for k, v in r["clips"].items())
     print(f"{r['path']}: {sum(r['clips'].values())} clips ({splits}), {r['num_classes']} classes, "
           f"V={r['V']} joints, C={r['C']}, up to M={r['M']} persons")
