@@ -12,7 +12,8 @@ import numpy as np
 # %% auto #0
 __all__ = ['NTU25', 'KINECT20', 'COCO17', 'OPENPOSE25', 'LAYOUTS', 'STRATEGIES', 'DISTANCES', 'COCO17_OFF_BY_ONE', 'GRAPHS',
            'AUTHORS_GRAPHS', 'Layout', 'bone_pairs', 'get_layout', 'plot_layout', 'hop_distance', 'normalize_columns',
-           'partition', 'check_edges', 'Graph', 'plot_subsets', 'ctrgcn_subsets', 'fixed_graph']
+           'partition', 'check_edges', 'Graph', 'plot_subsets', 'layout_from_dict', 'load_layout', 'ctrgcn_subsets',
+           'fixed_graph']
 
 # %% ../nbs/00_graph.ipynb #301844b0
 @dataclass(frozen=True)
@@ -100,12 +101,14 @@ OPENPOSE25 = Layout("openpose25", _OP_NAMES, _OP_EDGES, 8, _OP_POSE)
 LAYOUTS = {l.name: l for l in (NTU25, COCO17, OPENPOSE25, KINECT20)}
 
 # %% ../nbs/00_graph.ipynb #a2f93891
-def get_layout(name: str) -> Layout:
-    "The built-in layout called `name` (one of `LAYOUTS`)."
-    if isinstance(name, Layout): return name
-    if name not in LAYOUTS:
-        raise ValueError(f"unknown layout {name!r}; known layouts: {', '.join(LAYOUTS)}")
-    return LAYOUTS[name]
+def get_layout(layout) -> Layout:
+    "A `Layout` from a built-in name (one of `LAYOUTS`), the path of a layout YAML file (see `load_layout`) or a dict of its keys; a `Layout` is returned as is."
+    if isinstance(layout, Layout): return layout
+    if isinstance(layout, dict): return layout_from_dict(layout)
+    if hasattr(layout, "__fspath__") or str(layout).endswith((".yaml", ".yml")): return load_layout(layout)
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; known layouts: {', '.join(LAYOUTS)} (or the path of a layout .yaml file)")
+    return LAYOUTS[layout]
 
 # %% ../nbs/00_graph.ipynb #aa9cbe76
 def plot_layout(layout, # a `Layout` or its name
@@ -260,6 +263,59 @@ def plot_subsets(graph, # a `Graph` or a (K, V, V) array
         ax.set_xlabel("output joint"); ax.set_ylabel("input joint")
     if fig is not None: plt.tight_layout()
     return fig
+
+# %% ../nbs/00_graph.ipynb #0877f2aa
+_LAYOUT_KEYS = ("joints", "edges", "center")
+_LAYOUT_OPTIONAL = ("name", "rest_pose")
+
+def layout_from_dict(d: dict, # keys joints, edges, center (name, rest_pose optional), as in a layout YAML file
+                     where: str = "layout", # what to name in errors (the file)
+                     name: str = "custom", # the layout's name when `d` has none
+                    ) -> Layout:
+    "A checked `Layout` from a dict of joint names, edges (by name or 0-based index) and a centre joint."
+    def fail(msg): raise ValueError(f"{where}: {msg}")
+    if not isinstance(d, dict): fail(f"expected a mapping with keys {', '.join(_LAYOUT_KEYS)}, got {type(d).__name__}")
+    miss = [k for k in _LAYOUT_KEYS if k not in d]
+    if miss: fail(f"missing key(s) {', '.join(miss)}; a layout needs {', '.join(_LAYOUT_KEYS)} ({', '.join(_LAYOUT_OPTIONAL)} optional)")
+    extra = sorted(set(d) - set(_LAYOUT_KEYS + _LAYOUT_OPTIONAL))
+    if extra: fail(f"unknown key(s) {', '.join(map(str, extra))}; valid keys: {', '.join(_LAYOUT_KEYS + _LAYOUT_OPTIONAL)}")
+    names = d["joints"]
+    if not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)):
+        fail("joints must be a non-empty list of joint names")
+    if len(set(names)) < len(names): fail(f"joint {next(n for n in names if names.count(n) > 1)!r} is listed twice")
+    V, index = len(names), {n: i for i, n in enumerate(names)}
+    def joint(j, what):
+        if isinstance(j, str) and j in index: return index[j]
+        if isinstance(j, int) and not isinstance(j, bool) and 0 <= j < V: return j
+        fail(f"{what}: {j!r} is not one of the {V} joints" + (f" (indices run 0..{V - 1})" if isinstance(j, int) else ""))
+    if not isinstance(d["edges"], list): fail(f"edges must be a list of [joint, joint] pairs, got {type(d['edges']).__name__}")
+    edges = []
+    for k, e in enumerate(d["edges"]):
+        if not (isinstance(e, (list, tuple)) and len(e) == 2): fail(f"edge {k} must be a pair [joint, joint], got {e!r}")
+        edges.append((joint(e[0], f"edge {k} {list(e)}"), joint(e[1], f"edge {k} {list(e)}")))
+    center = joint(d["center"], "center")
+    try: edges = check_edges(V, edges)
+    except ValueError as e: fail(e)
+    try: bone_pairs(V, edges, center)
+    except ValueError:
+        reach = hop_distance(V, edges, max_hop=V)[center] < np.inf
+        fail(f"the graph is disconnected: {', '.join(names[v] for v in range(V) if not reach[v])} cannot be reached from the centre {names[center]}")
+    pose = d.get("rest_pose") or ()
+    try: pose = tuple((float(x), float(y)) for x, y in pose)
+    except (TypeError, ValueError): fail("rest_pose must be a list of [x, y] pairs")
+    if pose and len(pose) != V: fail(f"rest_pose has {len(pose)} points for {V} joints")
+    return Layout(str(d.get("name") or name), tuple(names), edges, center, pose)
+
+def load_layout(path, # a layout YAML file (keys: joints, edges, center; name, rest_pose optional)
+               ) -> Layout:
+    "Read and check a layout YAML file; any problem is a one-line `ValueError` naming the file."
+    import yaml
+    from pathlib import Path
+    p = Path(path)
+    if not p.is_file(): raise ValueError(f"{p}: layout file not found")
+    try: d = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e: raise ValueError(f"{p}: not a valid YAML file ({' '.join(str(e).split())[:160]})") from None
+    return layout_from_dict(d, where=str(p), name=p.stem)
 
 # %% ../nbs/00_graph.ipynb #63d54b8b
 COCO17_OFF_BY_ONE = Layout("coco17_off_by_one", _COCO_NAMES,

@@ -18,7 +18,8 @@ from . import readers
 from . import transforms as tf
 
 # %% auto #0
-__all__ = ['FSD10_CLASSES', 'NTU60_CLASSES', 'KINDS', 'TEMPORAL', 'DataConfig', 'sample_rng', 'SkeletonDataset', 'build_dataset']
+__all__ = ['FSD10_CLASSES', 'NTU60_CLASSES', 'KINDS', 'TEMPORAL', 'DataConfig', 'sample_rng', 'SkeletonDataset', 'build_dataset',
+           'make_dataset']
 
 # %% ../../nbs/09_data_datasets.ipynb #5ed7800c
 FSD10_CLASSES = readers.FSD10_CLASSES  # order of the issue; the official index order is unconfirmed (make it part of the config)
@@ -38,14 +39,16 @@ NTU60_CLASSES = (
     "point finger at the other person", "hugging other person", "giving something to other person",
     "touch other person's pocket", "handshaking", "walking towards each other", "walking apart from each other")
 
-KINDS = ("fsd10", "gym", "ntu", "msr3d", "utkinect")
+KINDS = ("fsd10", "gym", "ntu", "pyskl", "msr3d", "utkinect")
 _DEFAULTS = {  # per-kind defaults (SPEC §5b)
     "fsd10": dict(path="data_samples/fsd10", layout="openpose25", coords=2, num_persons=1, window=None,
                   temporal="pad", random_rot=False, random_move=True, center_joint=None),
     "gym": dict(path="data_samples/gym/gym_synth.pkl", layout="coco17", coords=2, num_persons=2, window=64,
-                temporal="uniform", random_rot=False, random_move=False, center_joint=None),
+                temporal="uniform", random_rot=False, random_move=False, center_joint=None, normalize_2d=True),
     "ntu": dict(path="data_samples/ntu/NTU60_CS.npz", layout="ntu25", coords=3, num_persons=2, window=64,
                 temporal="crop_resize", random_rot=True, random_move=False, center_joint=None),
+    "pyskl": dict(path=None, layout=None, coords=None, num_persons=None, window=64,   # layout, path: yours; the rest from the file
+                  temporal="uniform", random_rot=False, random_move=False, center_joint=None),
     # MSR Action3D and UTKinect (13_data_kinect): Kinect v1, one person, centred on HipCenter of the first frame
     "msr3d": dict(path="../shared/real_samples/msr_action3d", layout="kinect20", coords=3, num_persons=1, window=32,
                   temporal="uniform", random_rot=False, random_move=False, center_joint=0),
@@ -58,8 +61,8 @@ TEMPORAL = ("pad", "crop_resize", "uniform", "none")
 @dataclass
 class DataConfig:
     "Settings of one dataset; `None` fields take the default of `kind` (see `resolved()`)."
-    kind: str = "fsd10"  # 'fsd10' | 'gym' | 'ntu' | 'msr3d' | 'utkinect'
-    path: str | None = None  # fsd10: folder with {split}_data_25.npy/{split}_label_25.pkl; gym: the pickle; ntu: the npz
+    kind: str = "fsd10"  # 'fsd10' | 'gym' | 'ntu' | 'pyskl' (your own skeletons) | 'msr3d' | 'utkinect'
+    path: str | None = None  # fsd10: folder with {split}_data_25.npy/{split}_label_25.pkl; gym/pyskl: the pickle; ntu: the npz; msr3d/utkinect: the folder
     window: int | None = None  # frames per clip (fsd10: None keeps the stored length; gym/ntu: 64)
     temporal: str | None = None  # 'pad' | 'crop_resize' | 'uniform' | 'none'
     modality: str = "joint"  # 'joint' | 'bone' | 'motion' | 'bone_motion'
@@ -74,11 +77,13 @@ class DataConfig:
     noise_p: float = 0.0  # Table IV: fraction of coordinates set to 0 (both splits, fixed per sample)
     noise_unit: str = "value"  # 'value' or 'joint'
     seed: int = 0  # base of every per-sample random generator
-    layout: str | None = None  # graph layout name (openpose25 / coco17 / ntu25)
-    num_persons: int | None = None  # M: persons kept/padded (gym: 2)
+    layout: str | None = None  # graph layout: a name (openpose25 / coco17 / ntu25) or a layout .yaml file (pyskl: required)
+    num_persons: int | None = None  # M: persons kept/padded (gym: 2; pyskl: the most in any clip of the file)
+    dims: int | None = None  # pyskl: coordinates per joint, 2 or 3 (None: what the file has)
+    num_classes: int | None = None  # pyskl: number of classes (None: len(class_names), else the file's largest label + 1)
     class_names: tuple | None = None  # fsd10: order of the 10 classes; gym: names for the labels
     label_map: str | None = None  # gym/ntu: text file with one class name per line (label = line number)
-    normalize_2d: bool = True  # gym: PYSKL image normalisation (x - w/2)/(w/2) and score threshold
+    normalize_2d: bool | None = None  # gym (on)/pyskl: PYSKL image normalisation (x - w/2)/(w/2) and score threshold; pyskl None: when 2-D with img_shape
     score_thr: float = 0.01  # gym: coordinates with a score <= this are set to 0
     mmap: bool = True  # fsd10: memory-map the npy (False: read it into memory)
     max_samples: int | None = None  # keep only the first n samples of a split (quick runs)
@@ -104,6 +109,8 @@ class DataConfig:
                 raise ValueError(f"{name} must hold one or two fractions in (0, 1], got {p}")
         if self.class_names is not None: self.class_names = tuple(self.class_names)
         if self.subset not in (None, "AS1", "AS2", "AS3"): raise ValueError(f"subset must be None, 'AS1', 'AS2' or 'AS3', got {self.subset!r}")
+        if self.dims not in (None, 2, 3): raise ValueError(f"dims must be 2 or 3 coordinates per joint, got {self.dims!r}")
+        if self.num_classes is not None and int(self.num_classes) < 1: raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
 
     def resolved(self) -> "DataConfig":
         "A copy with every `None` default of this kind filled in."
@@ -112,8 +119,9 @@ class DataConfig:
 
     @property
     def coords(self) -> int:
-        "Coordinate channels: 3 (x, y, z) for NTU and the Kinect v1 sets, 2 (x, y; the third channel is a score) otherwise."
-        return _DEFAULTS[self.kind]["coords"]
+        "Coordinate channels: 3 (x, y, z) for NTU and the Kinect v1 sets, 2 (x, y; the third channel is a score) for FSD-10 and FineGym, `dims` for pyskl."
+        return self.dims or _DEFAULTS[self.kind]["coords"] or 2
+
 
 # %% ../../nbs/09_data_datasets.ipynb #bcf68774
 def sample_rng(seed: int, epoch: int, index: int, stream: int = 0) -> np.random.Generator:
@@ -200,24 +208,29 @@ def _fsd10(cfg: DataConfig, split: str) -> SkeletonDataset:
     return SkeletonDataset(cfg, split, get, labels[:n], names[:n], classes, len(classes))
 
 # %% ../../nbs/09_data_datasets.ipynb #b0409d0f
-class _GymRaw:
+class _PysklRaw:
     def __init__(self, annos, num_persons): self.annos, self.num_persons = annos, num_persons
-    def __call__(self, i): return readers.pyskl_clip(self.annos[i], self.num_persons)   # (3, T, 17, M)
+    def __call__(self, i): return readers.pyskl_clip(self.annos[i], self.num_persons)   # (3, T, V, M)
 
-def _gym(cfg: DataConfig, split: str) -> SkeletonDataset:
-    d = readers.load_pyskl(cfg.path, normalize=cfg.normalize_2d, score_thr=cfg.score_thr,
-                           label_map=cfg.class_names or cfg.label_map)
+def _pyskl(cfg: DataConfig, split: str) -> SkeletonDataset:
+    "FineGym (`gym`) and your own skeletons (`pyskl`): one PYSKL pickle, checked against the layout."
+    d = readers.load_pyskl(cfg.path, label_map=cfg.class_names or cfg.label_map, num_classes=cfg.num_classes,
+                           layout=cfg.layout, dims=2 if cfg.kind == "gym" else cfg.dims)
     annos, splits = d["annotations"], d["split"]
+    dims = int(np.shape(annos[0]["keypoint"])[-1])
     if splits:
         key = split if split in splits else ("val" if split == "test" and "val" in splits else None)
         if key is None: raise ValueError(f"{cfg.path}: no {split!r} split (the file has {', '.join(splits) or 'none'})")
         keep = set(splits[key]); annos = [a for a in annos if a["frame_dir"] in keep]
-        if not annos: raise readers.DataFormatError(f"{cfg.path}: split {key!r} names none of the annotations' frame_dir")
     annos = annos[:_limit(len(annos), cfg)]
-    classes = d["class_names"] or [f"class_{k}" for k in range(1 + max(int(a["label"]) for a in d["annotations"]))]
-    get = _GymRaw(annos, cfg.num_persons)
-    return SkeletonDataset(cfg, split, get, [int(a["label"]) for a in annos], [a["frame_dir"] for a in annos],
-                           classes, len(classes))
+    norm = cfg.normalize_2d if cfg.normalize_2d is not None else dims == 2 and all("img_shape" in a for a in d["annotations"])
+    if norm: annos = [readers._normalize_anno(cfg.path, a, cfg.score_thr) for a in annos]
+    K = cfg.num_classes or (len(d["class_names"]) if d["class_names"] else 1 + max(int(a["label"]) for a in d["annotations"]))
+    classes = d["class_names"] or [f"class_{k}" for k in range(K)]
+    M = cfg.num_persons or max(int(np.shape(a["keypoint"])[0]) for a in d["annotations"])
+    cfg = dataclasses.replace(cfg, dims=dims, num_persons=M)
+    return SkeletonDataset(cfg, split, _PysklRaw(annos, M), [int(a["label"]) for a in annos], [a["frame_dir"] for a in annos],
+                           classes, K)
 
 # %% ../../nbs/09_data_datasets.ipynb #a1c2ec14
 class _NtuRaw(_Lazy):
@@ -246,10 +259,87 @@ def build_dataset(cfg: DataConfig, # the settings (None fields take the kind's d
     if isinstance(cfg, dict): cfg = DataConfig(**cfg)
     split = _split_key(split)
     cfg = cfg.resolved()
+    if cfg.path is None: raise ValueError(f"data.path: the {cfg.kind} kind needs the path of its data")
+    if cfg.layout is None:
+        raise ValueError("data.layout: the pyskl kind needs the layout of your skeletons, a built-in name or a layout .yaml file")
     if not Path(cfg.path).exists():
         rel = "" if Path(cfg.path).is_absolute() else f" (relative to the current folder {Path.cwd()}; set data.path=... to point elsewhere)"
         raise FileNotFoundError(f"{cfg.path}: {cfg.kind} data not found{rel}")
     if cfg.kind in ("msr3d", "utkinect"):
         from . import kinect                                    # 13_data_kinect builds on this module
         return {"msr3d": kinect.msr3d_dataset, "utkinect": kinect.utkinect_dataset}[cfg.kind](cfg, split)
-    return {"fsd10": _fsd10, "gym": _gym, "ntu": _ntu}[cfg.kind](cfg, split)
+    return {"fsd10": _fsd10, "gym": _pyskl, "pyskl": _pyskl, "ntu": _ntu}[cfg.kind](cfg, split)
+
+
+# %% ../../nbs/09_data_datasets.ipynb #7d711879
+def _read_clip_csv(csv) -> list:
+    "Rows `(line, name, label, split)` of a `name,label,split` CSV; bad rows are one-line errors naming the line."
+    import csv as _csv
+    csv = readers._need_file(csv)
+    with open(csv, newline="", encoding="utf-8") as f: rows = list(_csv.reader(f))
+    rows = [(n, [c.strip() for c in r]) for n, r in enumerate(rows, 1) if any(c.strip() for c in r)]
+    if not rows or rows[0][1][:3] != ["name", "label", "split"]:
+        readers._fail(csv, f"line 1: expected the header name,label,split, found {','.join(rows[0][1]) if rows else 'an empty file'!r}")
+    out, seen = [], {}
+    for n, r in rows[1:]:
+        if len(r) < 3 or not all(r[:3]): readers._fail(csv, f"line {n}: expected name,label,split, found {','.join(r)!r}")
+        if r[0] in seen: readers._fail(csv, f"line {n}: clip {r[0]!r} is listed twice (first on line {seen[r[0]]})")
+        seen[r[0]] = n; out.append((n, r[0], r[1], r[2]))
+    if not out: readers._fail(csv, "no clips (only the header)")
+    return out
+
+def _clip_arrays(src: Path, name: str, csv, line: int, score: bool) -> tuple:
+    "(keypoint (M, T, V, C) float32, keypoint_score (M, T, V) or None, the file read) of one clip."
+    npy, folder = src / f"{name}.npy", src / name
+    if npy.is_file():
+        try: x = np.load(npy, allow_pickle=False)
+        except Exception as e: readers._fail(npy, f"clip {name}: not a readable npy ({type(e).__name__}: {e})")
+        if x.ndim == 3: x = x[None]                                              # (1, T, V, C)
+        if x.ndim != 4 or x.shape[-1] not in (2, 3) or not np.issubdtype(x.dtype, np.number):
+            readers._fail(npy, f"clip {name}: expected a numeric array (T, V, C) or (M, T, V, C) with C = 2 or 3, got {x.dtype} {x.shape}")
+        x = x.astype(np.float32)
+        if score and x.shape[-1] == 3: return x[..., :2], x[..., 2], npy
+        return x, None, npy
+    if folder.is_dir():
+        x = readers.read_openpose_dir(folder)                                    # (3, T, 25, M): x, y, confidence
+        return np.ascontiguousarray(x[:2].transpose(3, 1, 2, 0)), np.ascontiguousarray(x[2].transpose(2, 0, 1)), folder
+    readers._fail(csv, f"line {line}: clip {name!r}: neither {npy} nor a folder {folder}/ of OpenPose JSON exists")
+
+# %% ../../nbs/09_data_datasets.ipynb #59e76653
+def make_dataset(src, # folder of the clips: <name>.npy arrays and/or <name>/ folders of OpenPose JSON
+                 csv, # CSV with the header name,label,split, one clip a line
+                 out, # the PYSKL pickle to write (atomically)
+                 layout, # a layout name or layout .yaml file: every clip's V must be its number of joints
+                 class_names=None, # class names in label order (needed for labels given as names, else sorted names)
+                 score: bool = False, # C = 3 arrays are (x, y, score), not (x, y, z)
+                ) -> dict: # what was written: path, clips per split, classes, V, C, M
+    "Build a PYSKL annotation pickle from per-clip arrays or OpenPose folders plus a `name,label,split` CSV."
+    import pickle
+    src, lay = Path(src), get_layout(layout)
+    if not src.is_dir(): readers._fail(src, "folder not found" if not src.exists() else "not a folder")
+    rows = _read_clip_csv(csv)
+    if class_names is None and not all(lab.lstrip("-").isdigit() for _, _, lab, _ in rows):
+        class_names = sorted({lab for _, _, lab, _ in rows})
+    index = {c: k for k, c in enumerate(class_names)} if class_names is not None else None
+    annos, split = [], {}
+    for line, name, lab, sp in rows:
+        if index is not None and lab in index: label = index[lab]
+        elif lab.lstrip("-").isdigit(): label = int(lab)
+        else: readers._fail(csv, f"line {line}: clip {name}: label {lab!r} is neither a number nor one of the {len(index)} class names")
+        if label < 0 or (class_names is not None and label >= len(class_names)):
+            readers._fail(csv, f"line {line}: clip {name}: label out of range: {label} (expected 0..{'' if class_names is None else len(class_names) - 1})")
+        kp, sc, f = _clip_arrays(src, name, csv, line, score)
+        if kp.shape[2] != lay.num_joints:
+            readers._fail(f, f"clip {name}: keypoint has V={kp.shape[2]} joints, but the layout {lay.name} has V={lay.num_joints} (shape {kp.shape})")
+        if kp.shape[1] == 0: readers._fail(f, f"clip {name}: empty clip (0 frames)")
+        if not np.isfinite(kp).all(): readers._fail(f, f"clip {name}: NaN or infinite keypoint at {readers._where_bad(kp)}")
+        a = dict(frame_dir=name, label=label, keypoint=kp, total_frames=int(kp.shape[1]))
+        if sc is not None: a["keypoint_score"] = sc
+        annos.append(a); split.setdefault(sp, []).append(name)
+    shape = {"V": lay.num_joints, "V_from": f"the layout {lay.name}"}
+    for i, a in enumerate(annos): readers._check_anno(out, i, a, None if class_names is None else len(class_names), shape)
+    d = {"split": split, "annotations": annos}
+    if class_names is not None: d["class_names"] = list(class_names)
+    readers.atomic_write(out, lambda f: pickle.dump(d, f, protocol=4))
+    return dict(path=str(out), clips={k: len(v) for k, v in split.items()}, num_classes=len(class_names) if class_names else
+                1 + max(a["label"] for a in annos), V=lay.num_joints, C=shape["C"], M=max(a["keypoint"].shape[0] for a in annos))

@@ -337,46 +337,81 @@ def load_label_map(path, # text file, one class name per line (label = 0-based l
 
 _PYSKL_KEYS = ("frame_dir", "label", "keypoint")
 
-def _check_anno(path, i: int, a, num_classes):
+def _where_bad(x: np.ndarray) -> str:
+    "Person, frame and joint of the first non-finite value of a (M, T, V[, C]) array."
+    m, t, v = np.argwhere(~np.isfinite(x.reshape(x.shape[:3] + (-1,))).all(-1))[0]
+    return f"person {m}, frame {t}, joint {v}"
+
+def _check_anno(path, i: int, a, num_classes, shape: dict):
+    "Check one annotation; `shape` holds the V and C every clip must share (filled by the first clip or the layout)."
     if not isinstance(a, dict): _fail(path, f"annotation {i} is a {type(a).__name__}, expected a dict")
     miss = [k for k in _PYSKL_KEYS if k not in a]
     if miss: _fail(path, f"annotation {i} misses {', '.join(miss)}")
     fd = a["frame_dir"]
     try: kp = np.asarray(a["keypoint"])
     except ValueError as e: _fail(path, f"{fd}: keypoint is not a rectangular array ({e})")
-    if kp.ndim != 4 or kp.shape[-1] != 2: _fail(path, f"{fd}: keypoint must have rank 4 (M, T, V, 2), got shape {kp.shape}")
+    if kp.ndim != 4 or kp.shape[-1] not in (2, 3):
+        _fail(path, f"{fd}: keypoint must have rank 4 (M, T, V, C) with C = 2 (x, y) or 3 (x, y, z), got shape {kp.shape}")
     if kp.shape[0] == 0 or kp.shape[1] == 0: _fail(path, f"{fd}: empty clip, keypoint has shape {kp.shape}")
+    for k, n in (("C", kp.shape[3]), ("V", kp.shape[2])):
+        if shape.get(k) is None: shape[k], shape[k + "_from"] = n, f"clip {fd}"
+        elif shape[k] != n:
+            what = "coordinates per joint" if k == "C" else "joints"
+            _fail(path, f"{fd}: keypoint has {k}={n} {what}, but {shape[k + '_from']} has {k}={shape[k]} (keypoint shape {kp.shape})")
     if "keypoint_score" in a:
         try: sc = np.asarray(a["keypoint_score"])
         except ValueError as e: _fail(path, f"{fd}: keypoint_score is not a rectangular array ({e})")
         if sc.shape != kp.shape[:3]: _fail(path, f"{fd}: keypoint_score has shape {sc.shape}, expected {kp.shape[:3]}")
-        if not np.isfinite(sc.astype(np.float32)).all(): _fail(path, f"{fd}: NaN or infinite keypoint_score")
-    if not np.isfinite(kp.astype(np.float32)).all(): _fail(path, f"{fd}: NaN or infinite keypoint")
+        if not np.isfinite(sc.astype(np.float32)).all(): _fail(path, f"{fd}: NaN or infinite keypoint_score at {_where_bad(sc.astype(np.float32))}")
+    if not np.isfinite(kp.astype(np.float32)).all(): _fail(path, f"{fd}: NaN or infinite keypoint at {_where_bad(kp.astype(np.float32))}")
     lab = a["label"]
     if not isinstance(lab, (int, np.integer)) or lab < 0 or (num_classes is not None and lab >= num_classes):
         _fail(path, f"{fd}: label out of range: {lab!r} (expected 0..{'' if num_classes is None else num_classes - 1})")
     if "img_shape" in a and len(a["img_shape"]) != 2: _fail(path, f"{fd}: img_shape must be (h, w), got {a['img_shape']!r}")
 
+def _check_split(path, split: dict, annos: list):
+    "Every split is a non-empty list of frame_dirs that the annotations have."
+    have = {a["frame_dir"] for a in annos}
+    for k, v in split.items():
+        if isinstance(v, (str, bytes)) or not hasattr(v, "__len__"): _fail(path, f"split {k!r} must be a list of frame_dir, got {type(v).__name__}")
+        if len(v) == 0: _fail(path, f"split {k!r} is empty")
+        missing = [fd for fd in v if fd not in have]
+        if len(missing) == len(v): _fail(path, f"split {k!r} names none of the annotations' frame_dir (e.g. {missing[0]!r})")
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            _fail(path, f"split {k!r} names clip {missing[0]!r}{more}, which no annotation has")
+
 def load_pyskl(path, # PYSKL pickle: {'split', 'annotations'} wrapper, a plain list, or one annotation dict
-               normalize: bool = False, # PYSKL normalisation with img_shape, and zero coordinates with score <= score_thr
+               normalize: bool = False, # 2-D only: PYSKL normalisation with img_shape, and zero coordinates with score <= score_thr
                score_thr: float = 0.01,
                label_map=None, # path of a label-map file, or a list of class names; labels are checked against it
                num_classes: int | None = None, # check labels < num_classes (default: len(label_map) if given)
+               layout=None, # a layout (name, YAML path or `Layout`): keypoint V must equal its number of joints
+               dims: int | None = None, # required coordinates per joint, 2 or 3 (default: either, the same in every clip)
               ) -> dict: # {'split': {name: [frame_dir]} ({} for a plain list), 'annotations': [dict], 'class_names': list | None}
-    "Read a PYSKL 2-D skeleton pickle (FineGym99's `gym_hrnet.pkl` layout) and validate every annotation."
+    "Read a PYSKL skeleton pickle (2-D like FineGym99's `gym_hrnet.pkl`, or 3-D) and validate every annotation and split."
     path = _need_file(path)
     d = safe_unpickle(path)                                             # never runs code the file carries
     names = None
     if label_map is not None:
         names = load_label_map(label_map) if isinstance(label_map, (str, os.PathLike)) else list(label_map)
-        num_classes = len(names) if num_classes is None else num_classes
+    elif isinstance(d, dict) and isinstance(d.get("class_names"), (list, tuple)):   # written by make_dataset
+        names = [str(n) for n in d["class_names"]]
+    if names is not None: num_classes = len(names) if num_classes is None else num_classes
     if isinstance(d, dict) and "annotations" in d: split, annos = d.get("split") or {}, d["annotations"]
     elif isinstance(d, dict) and "keypoint" in d: split, annos = {}, [d]
     elif isinstance(d, (list, tuple)): split, annos = {}, list(d)
     else: _fail(path, f"expected a dict with 'annotations', a list of annotations or one annotation; got {type(d).__name__}")
     if len(annos) == 0: _fail(path, "no annotations")
     if not isinstance(split, dict): _fail(path, f"'split' must be a dict of lists, got {type(split).__name__}")
-    for i, a in enumerate(annos): _check_anno(path, i, a, num_classes)
+    shape = {"C": dims, "C_from": f"dims={dims}"}
+    if layout is not None:
+        from mdr_gcn_nb.graph import get_layout
+        lay = get_layout(layout)
+        shape.update(V=lay.num_joints, V_from=f"the layout {lay.name}")
+    for i, a in enumerate(annos): _check_anno(path, i, a, num_classes, shape)
+    _check_split(path, split, annos)
+    if normalize and shape["C"] != 2: _fail(path, "normalize=True applies to 2-D keypoints in pixels (with img_shape); these are 3-D")
     if normalize: annos = [_normalize_anno(path, a, score_thr) for a in annos]
     return dict(split={k: list(v) for k, v in split.items()}, annotations=annos, class_names=names)
 
@@ -390,11 +425,13 @@ def _normalize_anno(path, a: dict, score_thr: float) -> dict:
 
 def pyskl_clip(anno: dict, # one (validated) PYSKL annotation
                num_persons: int | None = None, # keep / zero-pad to M persons (default: all)
-              ) -> np.ndarray: # (3, T, V, M) float32: x, y, score
-    "Stack an annotation's keypoints and scores into a model input `(C=3, T, V, M)`."
-    kp = np.asarray(anno["keypoint"], np.float32)                       # (M, T, V, 2)
-    sc = np.asarray(anno["keypoint_score"], np.float32) if "keypoint_score" in anno else np.ones(kp.shape[:3], np.float32)
-    x = np.concatenate([kp, sc[..., None]], -1).transpose(3, 1, 2, 0)   # (3, T, V, M)
+              ) -> np.ndarray: # (3, T, V, M) float32: x, y, score (2-D) or x, y, z (3-D)
+    "Stack an annotation into a model input `(C=3, T, V, M)`: 2-D keypoints get their score (1 if absent) as the third channel."
+    kp = np.asarray(anno["keypoint"], np.float32)                       # (M, T, V, 2 or 3)
+    if kp.shape[-1] == 2:
+        sc = np.asarray(anno["keypoint_score"], np.float32) if "keypoint_score" in anno else np.ones(kp.shape[:3], np.float32)
+        kp = np.concatenate([kp, sc[..., None]], -1)                    # (M, T, V, 3)
+    x = kp.transpose(3, 1, 2, 0)                                        # (3, T, V, M)
     if num_persons is not None:
         M = x.shape[-1]
         x = x[..., :num_persons] if M >= num_persons else np.concatenate([x, np.zeros(x.shape[:3] + (num_persons - M,), np.float32)], -1)
