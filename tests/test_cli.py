@@ -36,7 +36,8 @@ def main_in_process(*args):
 
 def test_help_pages():
     assert "train" in run("--help").stdout                           # the console script itself
-    for c in ("train", "test", "ensemble", "preprocess-ntu", "make-samples", "summary"):
+    for c in ("train", "test", "ensemble", "preprocess-ntu", "make-samples", "make-dataset", "summary", "convert-authors",
+              "predict", "export"):
         rc, out, err = main_in_process(c, "--help")
         assert rc == 0 and f"usage: mdr-gcn {c}" in out, (c, out, err)
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,8 @@ NTU60_CLASSES = (
     "touch other person's pocket", "handshaking", "walking towards each other", "walking apart from each other")
 
 KINDS = ("fsd10", "gym", "ntu", "pyskl", "msr3d", "utkinect")
+# the real MSR Action3D / UTKinect files: $MDR_REAL_SAMPLES, default ../shared/real_samples beside the repository
+_REAL = os.environ.get("MDR_REAL_SAMPLES", "../shared/real_samples")
 _DEFAULTS = {  # per-kind defaults (SPEC §5b)
     "fsd10": dict(path="data_samples/fsd10", layout="openpose25", coords=2, num_persons=1, window=None,
                   temporal="pad", random_rot=False, random_move=True, center_joint=None),
@@ -50,9 +53,9 @@ _DEFAULTS = {  # per-kind defaults (SPEC §5b)
     "pyskl": dict(path=None, layout=None, coords=None, num_persons=None, window=64,   # layout, path: yours; the rest from the file
                   temporal="uniform", random_rot=False, random_move=False, center_joint=None),
     # MSR Action3D and UTKinect (13_data_kinect): Kinect v1, one person, centred on HipCenter of the first frame
-    "msr3d": dict(path="../shared/real_samples/msr_action3d", layout="kinect20", coords=3, num_persons=1, window=32,
+    "msr3d": dict(path=f"{_REAL}/msr_action3d", layout="kinect20", coords=3, num_persons=1, window=32,
                   temporal="uniform", random_rot=False, random_move=False, center_joint=0),
-    "utkinect": dict(path="../shared/real_samples/utkinect", layout="kinect20", coords=3, num_persons=1, window=32,
+    "utkinect": dict(path=f"{_REAL}/utkinect", layout="kinect20", coords=3, num_persons=1, window=32,
                      temporal="uniform", random_rot=False, random_move=False, center_joint=0),
 }
 TEMPORAL = ("pad", "crop_resize", "uniform", "none")
