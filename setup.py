@@ -19,6 +19,7 @@ statuses = ["1 - Planning", "2 - Pre-Alpha", "3 - Alpha", "4 - Beta", "5 - Produ
 requirements = ["torch"] + cfg.get("requirements", "").split()
 dev_requirements = cfg.get("dev_requirements", "").split()
 export_requirements = cfg.get("export_requirements", "").split()   # optional: `mdr-gcn export --format onnx`
+tensorboard_requirements = cfg.get("tensorboard_requirements", "").split()   # optional: `log.tensorboard: true`
 scripts = [s for s in cfg.get("console_scripts", "").split() if s]
 readme = here / "README.md"
 
@@ -43,7 +44,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[cfg["lib_name"], cfg["lib_name"] + ".*"]),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={"dev": dev_requirements, "export": export_requirements},
+    extras_require={"dev": dev_requirements, "export": export_requirements, "tensorboard": tensorboard_requirements},
     python_requires=">=" + cfg["min_python"],
     zip_safe=False,
     entry_points={
