@@ -204,7 +204,7 @@ class GCB(_GCBBase):
             R, A_k = R.view(N * C, T, V), A_k.view(N * C, V, V)
             if y is None: y = torch.bmm(R, A_k)                    # (N·C_out, T, V)
             elif grad: y = torch.baddbmm(y, R, A_k)                # y + R_k (A_k + α_k Ã_k), one pass
-            else: y.baddbmm_(R, A_k)
+            else: y.baddbmm_(R, A_k.to(R.dtype))                   # (under autocast R is bfloat16, A_k float32)
         return y.view(N, C, T, V)
 
     def finish_frozen(self, x, f_t, f_v, A_t):
