@@ -9,7 +9,8 @@ Both models are built in this process: ours (`build_model('mdrgcn', ...)`, the f
 authors' `model/MDRGCN.py` imported from their checkout (`--authors`, default: env `MDR_AUTHORS_DIR`; their
 module is imported as it is, nothing of it is copied). For each (config, mode) every variant (side ×
 precision) runs one step in turn, `--reps` rounds (A B A B …, the starting variant rotating each round),
-on the same input tensor, with the same thread count, so a busy machine slows all of them alike. Reported
+on the same input tensor, with the same thread count, so that drifts in the machine's load reach all of them
+(heavy contention on a shared machine can still slow them unequally: prefer quiet runs). Reported
 per variant: the median step time; per (config, mode, precision): ours / authors in samples/s, as the ratio
 of the medians, as the median of the per-round ratios and as the ratio of the fastest steps (on a shared
 machine the fastest step is the one least disturbed by other processes).
