@@ -12,7 +12,7 @@ from torch.utils.checkpoint import checkpoint
 
 # %% auto #0
 __all__ = ['SIGMAS', 'c_mid_for', 'get_sigma', 'pool_joints', 'pool_frames', 'refinement_tensor', 'refine_topology', 'conv1x1',
-           'CVSTASubset', 'GCBNaive', 'GCB', 'load_sources_', 'load_naive_']
+           'CVSTASubset', 'frozen_bn', 'fold_bn', 'GCBNaive', 'GCB', 'load_sources_', 'load_naive_']
 
 # %% ../nbs/02_cvsta.ipynb #9993f8c4
 def c_mid_for(c_in: int, c_out: int,
@@ -83,6 +83,16 @@ class CVSTASubset(nn.Module):
         return R, refine_topology(f_v, f_s, self.w_s, self.sigma, self.combine)   # (N,C_out,T,V), (N,C_out,V,V)
 
 # %% ../nbs/02_cvsta.ipynb #5d6808b6
+def frozen_bn(bn: nn.BatchNorm2d) -> bool:
+    "True when `bn` is a fixed affine map: eval mode, running statistics kept, no gradient being recorded."
+    return not bn.training and bn.running_mean is not None and not torch.is_grad_enabled()
+
+def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple:
+    "(weight, bias) of one convolution that computes `bn(conv(x))` for a frozen `bn`."
+    s = bn.weight * torch.rsqrt(bn.running_var + bn.eps)                    # (C_out,)
+    b = -bn.running_mean if conv.bias is None else conv.bias - bn.running_mean
+    return conv.weight * s.view(-1, 1, 1, 1), bn.bias + b * s
+
 class _GCBBase(nn.Module):
     "What the per-subset and the fused GCB share: A_k, α, and the BN + residual + ReLU after Eq 6."
     def __init__(self, c_in, c_out, A, c_mid_ratio=8, first_c_mid=8, sigma='tanh', combine='add',
@@ -137,7 +147,7 @@ class GCB(_GCBBase):
     def __init__(self, c_in: int, c_out: int, A: np.ndarray | torch.Tensor, c_mid_ratio: int | str = 8,
                  first_c_mid: int = 8, sigma: str = 'tanh', combine: str = 'add', alpha: str = 'per_subset',
                  cvsta: bool = True, refine: bool = True, block: bool = True,
-                 recompute: bool = True): # training: recompute f_R, R and the einsum operands in backward
+                 recompute: bool = True): # training: recompute f_TV, f_R and R in backward
         super().__init__(c_in, c_out, A, c_mid_ratio, first_c_mid, sigma, combine, alpha, cvsta, refine, block)
         K, cm = self.K, self.c_mid
         self.sigma, self.recompute = get_sigma(sigma), recompute
@@ -159,27 +169,52 @@ class GCB(_GCBBase):
         if self.refine:
             f_s = f_vs[:, K * cm:]                                 # (N, K·C_mid, 1, V)
             A_t = refine_topology(f_v, f_s, self.w_s, self.sigma, self.combine)  # (N, K·C_out, V, V) Eq 5
+        if self.block and frozen_bn(self.bn):                      # inference: BN folded, sums in place
+            return self.finish_frozen(x, f_t, f_v, A_t)
         if self.recompute and self.training and torch.is_grad_enabled():
             y = checkpoint(self.aggregate, x, f_t, f_v, A_t, use_reentrant=False)   # keep only the inputs
         else:
             y = self.aggregate(x, f_t, f_v, A_t)
         return self.finish(y, x)                                   # (N, C_out, T, V)
 
-    def aggregate(self, x, f_t, f_v, A_t):
+    def aggregate(self, x, f_t, f_v, A_t, scale=None):
         "f_TV, Eq 3–4 and Eq 6, one subset at a time from slices of the stacked weights → (N, C_out, T, V)."
         N, _, T, V = x.shape
         K, C, cm = self.K, self.c_out, self.c_mid
-        g = None if f_t is None else self.sigma(f_t * f_v)        # (N, K·C_mid, T, V)  σ(f_T * f_V) of Eq 3
-        if A_t is not None:                                        # A_k + α_k Ã_k, Eq 6
-            A_t = self.A[:, None] + self.alpha.view(-1, 1, 1, 1) * A_t.view(N, K, C, V, V)   # (N, K, C_out, V, V)
-        y = 0
+        grad = torch.is_grad_enabled()                             # without autograd: accumulate in place
+        W, b = self.conv_tv.weight, self.conv_tv.bias
+        if scale is not None:                                      # a per-channel scale of the sum, folded into f_TV
+            W, b = W * scale.repeat(K).view(-1, 1, 1, 1), b * scale.repeat(K)
+        W, b = W.split(C), b.split(C)                              # split, not slicing: one `cat` in backward
+        if f_t is not None:
+            f_t, f_v = f_t.split(cm, 1), f_v.split(cm, 1)          # K × (N, C_mid, T, 1), K × (N, C_mid, 1, V)
+            W_r, b_r = self.w_tv.weight.split(C), self.w_tv.bias.split(C)
+        if A_t is not None: A_t = A_t.split(C, 1)                  # K × (N, C_out, V, V)
+        y = None
         for k in range(K):
-            o = slice(k * C, (k + 1) * C)
-            R = F.conv2d(x, self.conv_tv.weight[o], self.conv_tv.bias[o])   # (N, C_out, T, V)  f_TV,k
-            if g is not None:                                      # Eq 3 then Eq 4: R_k = f_R,k ⊙ f_TV,k
-                R = R * F.conv2d(g[:, k * cm:(k + 1) * cm], self.w_tv.weight[o], self.w_tv.bias[o])
-            y = y + torch.matmul(R, self.A[k] if A_t is None else A_t[:, k])  # (N, C_out, T, V)
-        return y
+            R = F.conv2d(x, W[k], b[k])                            # (N, C_out, T, V)  f_TV,k
+            if f_t is not None:                                    # Eq 3 then Eq 4: R_k = f_R,k ⊙ f_TV,k
+                f_r = F.conv2d(self.sigma(f_t[k] * f_v[k]), W_r[k], b_r[k])   # (N, C_out, T, V)
+                R = R * f_r if grad else R.mul_(f_r)
+            if A_t is None:                                        # Eq 6 with the fixed A_k only
+                z = torch.matmul(R, self.A[k])                     # (N, C_out, T, V)
+                y = z if y is None else (y + z if grad else y.add_(z))
+                continue
+            A_k = self.A[k] + self.alpha[k % len(self.alpha)] * A_t[k]      # (N, C_out, V, V) A_k + α_k Ã_k, contiguous
+            R, A_k = R.view(N * C, T, V), A_k.view(N * C, V, V)
+            if y is None: y = torch.bmm(R, A_k)                    # (N·C_out, T, V)
+            elif grad: y = torch.baddbmm(y, R, A_k)                # y + R_k (A_k + α_k Ã_k), one pass
+            else: y.baddbmm_(R, A_k.to(R.dtype))                   # (under autocast R is bfloat16, A_k float32)
+        return y.view(N, C, T, V)
+
+    def finish_frozen(self, x, f_t, f_v, A_t):
+        "Inference with frozen BatchNorms: BN's scale folded into f_TV, its shift and the residual added in place."
+        s = self.bn.weight * torch.rsqrt(self.bn.running_var + self.bn.eps)       # (C_out,)
+        y = self.aggregate(x, f_t, f_v, A_t, scale=s)                             # = BN scale × Eq 6
+        y.add_((self.bn.bias - self.bn.running_mean * s).view(1, -1, 1, 1))
+        if isinstance(self.down, nn.Identity): y.add_(x)
+        else: y.add_(F.conv2d(x, *fold_bn(*self.down)))
+        return y.relu_()
 
     def naive_sources(self, naive: GCBNaive) -> dict:
         "For every key of this block's state_dict, the `naive` tensors whose concatenation (dim 0) it is."

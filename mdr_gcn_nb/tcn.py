@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .gcn import TemporalUnit
+from .cvsta import fold_bn, frozen_bn
 
 # %% auto #0
 __all__ = ['kernels_for', 'TemporalBranch', 'PoolBranch', 'PointBranch', 'MultiScaleTCN', 'TCBNaive', 'frame_max', 'TCB']
@@ -93,17 +94,36 @@ class TCB(nn.Module):
     def forward(self, x):                                                  # x (N, C_in, T, V)
         N, _, T, V = x.shape
         S, D, c = self.S, self.D, self.c
-        h = F.relu(self.reduce_bn(self.reduce(x)), inplace=True).view(N, S, D + 1, c, T, V)  # (N, S, D+1, c, T, V) all reduce branches
-        out = [sum(self.tconvs[s * D + d](h[:, s, d]) for s in range(S)) for d in range(D)]  # D × (N, c, T', V)
+        frozen = frozen_bn(self.reduce_bn)                                 # inference: each conv + BN is one conv
+        h = F.conv2d(x, *fold_bn(self.reduce, self.reduce_bn)) if frozen else self.reduce_bn(self.reduce(x))
+        h = F.relu(h, inplace=True)                                        # (N, S·(D+1)·c, T, V) all reduce branches
+        hs = h.view(N, S * (D + 1), c, T, V).unbind(1)                     # S·(D+1) × (N, c, T, V); backward: one stack
+        out = []
+        for d in range(D):                                                 # dilation d, summed over kernel sizes
+            o = None
+            for s in range(S):
+                z = self._tconv(self.tconvs[s * D + d], hs[s * (D + 1) + d])   # (N, c, T', V)
+                o = z if o is None else (o.add_(z) if frozen else o + z)
+            out.append(o)
         if torch.is_grad_enabled():                                        # training: MaxPool2d
-            pooled = self.pool(h[:, :, D].reshape(N, S * c, T, V))         # (N, S·c, T', V)
+            pooled = self.pool(torch.stack(hs[D::D + 1], 1).view(N, S * c, T, V))   # (N, S·c, T', V)
         else:                                                              # inference: same values, faster
-            pooled = frame_max(h[:, :, D], self.pool.stride[0]).reshape(N, S * c, -1, V)
+            pooled = frame_max(h.view(N, S, D + 1, c, T, V)[:, :, D], self.pool.stride[0]).reshape(N, S * c, -1, V)
         pooled = self.pool_bn(pooled)                                      # (N, S·c, T', V)
-        point = self.point_bn(self.point(x))                               # (N, S·c, T', V)
-        T2 = point.shape[2]
-        out += [pooled.view(N, S, c, T2, V).sum(1), point.view(N, S, c, T2, V).sum(1)]
+        T2 = pooled.shape[2]
+        if frozen_bn(self.point_bn):                                       # BN folded, and the sum over kernel sizes too
+            w, b = fold_bn(self.point, self.point_bn)
+            point = F.conv2d(x, w.view(S, c, -1, 1, 1).sum(0), b.view(S, c).sum(0), self.point.stride)   # (N, c, T', V)
+        else:
+            point = self.point_bn(self.point(x)).view(N, S, c, T2, V).sum(1)   # (N, c, T', V)
+        out += [pooled.view(N, S, c, T2, V).sum(1), point]
         return torch.cat(out, 1)                                           # (N, C_out, T', V)
+
+    @staticmethod
+    def _tconv(unit, h):                                                   # unit: TemporalUnit (conv, BN)
+        conv, bn = unit
+        if not frozen_bn(bn): return unit(h)
+        return F.conv2d(h, *fold_bn(conv, bn), conv.stride, conv.padding, conv.dilation)
 
     def naive_sources(self, naive: TCBNaive) -> dict:
         "For every key of this block's state_dict, the `naive` tensors whose concatenation (dim 0) it is."

@@ -132,6 +132,31 @@ def test_to_fused_keeps_function_in_eval_mode():
             assert (a - b).abs().max() <= 1e-5 * b.abs().max()
 
 
+@pytest.mark.parametrize('name,kw', [('mdrgcn', {}), ('mdrgcn', dict(alpha='shared', combine='sub')),
+                                     ('ctrgcn', {}), ('ctrgcn', dict(cvsta=True)), ('stgcn', dict(cvsta=True))])
+@pytest.mark.parametrize('grad_mode', ['no_grad', 'inference_mode'])
+def test_naive_equals_fused_frozen_bn_float64(name, kw, grad_mode):
+    """Inference folds every frozen BatchNorm into the convolution before it and sums in place: same function.
+    Random parameters and running statistics (nothing hides behind γ = 1e-6 or unit variances), float64."""
+    torch.manual_seed(0)
+    naive = build_model(name, fused=False, **kw, **SMALL).double()
+    with torch.no_grad():
+        for p in naive.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        for m in naive.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5); m.running_mean.normal_(0, 0.3); m.running_var.uniform_(0.5, 2.)
+    naive.eval()
+    fused = to_fused(naive)
+    x = torch.randn(3, 3, 12, 17, 1, dtype=torch.float64)
+    with getattr(torch, grad_mode)():
+        for a, b in zip(naive(x), fused(x)):
+            assert (a - b).abs().max() <= 1e-10 * b.abs().max(), (a - b).abs().max()
+    with torch.enable_grad():                  # eval mode with autograd on takes the unfolded path
+        for a, b in zip(naive(x), fused(x)):
+            assert (a - b).abs().max() <= 1e-10 * b.abs().max()
+
+
 def test_all_parameters_receive_gradients():
     m = build_model('mdrgcn', **PRESETS['gym'])
     with torch.no_grad():

@@ -5,7 +5,7 @@ import pytest, torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _toy
-from mdr_gcn_nb.train import NonFiniteLossError, load_checkpoint
+from mdr_gcn_nb.train import NonFiniteLossError, Trainer, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = [sys.executable, str(Path(__file__).parent / "_toy.py")]
@@ -111,3 +111,35 @@ def test_real_model_resume_after_sigkill_is_exact(tmp_path):
     assert a["global_step"] == b["global_step"] == 12
     assert _same_state(a["model"], b["model"]) and _same_state(a["criterion"], b["criterion"]), \
         f"weights differ after resuming at epoch {ck['epoch'] + 1}, step {ck['step']}"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_precision_training_step_mdrgcn_rdl(tmp_path, precision):
+    "A training step of a narrow MDR-GCN + RDL under `precision`: finite loss; in bf16 the network runs in bfloat16,"
+    "the loss, the centres, the weights and their gradients stay float32; eval scores are float32 too."
+    from mdr_gcn_nb.model import build_model
+    from mdr_gcn_nb.losses import build_criterion
+    cfg = _toy.toy_config(tmp_path, epochs=1, precision=precision)
+    torch.manual_seed(0)
+    model = build_model("mdrgcn", channels=(16, 16, 32, 32), strides=(1, 2, 1, 2), num_classes=4, layout="coco17")
+    crit = build_criterion("rdl", num_classes=4, feat_dim=32)
+    seen = []
+    model.layers[1].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    data = _toy.ToyData(16)
+    data.x = torch.randn(16, 3, 8, 17, 1).numpy()
+    tr = Trainer(cfg, model, crit, data, data, log=lambda *a, **k: None)
+    out = tr.train_step(torch.randn(8, 3, 8, 17, 1), torch.arange(8) % 4)
+    assert torch.isfinite(torch.tensor(out["loss"])), out
+    assert seen == [torch.bfloat16 if precision == "bf16" else torch.float32]
+    assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in model.parameters() if p.grad is not None)
+    assert all(c.dtype == torch.float32 and c.grad.dtype == torch.float32 for c in crit.centre_parameters())
+    scores = tr.predict()["scores"]
+    assert scores.dtype == "float32" and (abs(scores) < float("inf")).all()
+
+
+def test_precision_fp16_on_cpu_is_a_one_line_error(tmp_path):
+    from mdr_gcn_nb.train import ConfigError
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device.*on CPU use bf16"):
+        _toy.toy_trainer(tmp_path, epochs=1, precision="fp16", device="cpu")
+    with pytest.raises(ConfigError, match=r"precision must be one of \['auto', 'fp32', 'bf16', 'fp16'\], got 'bf32'"):
+        _toy.toy_config(tmp_path, precision="bf32")
