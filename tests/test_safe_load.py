@@ -55,17 +55,7 @@ def test_the_payloads_do_run_under_plain_pickle(tmp_path):
         assert marker.exists(); marker.unlink()
 
 
-def main_in_process(*args):
-    "`mdr-gcn ARGS` in this process: (status, stdout, stderr)."
-    from mdr_gcn_nb.cli import main
-    out, err = io.StringIO(), io.StringIO()
-    cwd = os.getcwd(); os.chdir(ROOT)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try: rc = main([str(a) for a in args])
-            except SystemExit as e: rc = e.code
-    finally: os.chdir(cwd)
-    return rc, out.getvalue(), err.getvalue()
+from test_cli import main_in_process                     # `mdr-gcn ARGS` in this process: (status, stdout, stderr)
 
 
 def refused_in_one_line(rc, err, *words):

@@ -283,7 +283,9 @@ def configs_page(root=ROOT) -> str:
 
 def benchmarks_page(root=ROOT) -> str:
     text = (root / "benchmarks" / "README.md").read_text()
-    return text + "\n\n---\n*This page is `benchmarks/README.md`; the scripts it names are in `benchmarks/`.*\n"
+    gpu = root / "benchmarks" / "GPU.md"                     # the GPU runs, one level down on this page
+    if gpu.exists(): text += "\n\n" + gpu.read_text().replace("\n# ", "\n## ").replace("\n## ", "\n### ").replace("# GPU", "## GPU", 1)
+    return text + "\n\n---\n*This page is `benchmarks/README.md` and `benchmarks/GPU.md`; the scripts they name are in `benchmarks/`.*\n"
 
 
 def source_page(module: str, path: Path, notebook: str, page: str) -> str:
