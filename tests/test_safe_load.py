@@ -301,3 +301,24 @@ def test_only_latin1_bytes_through_codecs(tmp_path):
     (tmp_path / "r.pkl").write_bytes(pickle.dumps(Rot13(), protocol=2))
     with pytest.raises(DataFormatError, match="not a readable pickle .*codec 'rot13'"):
         safe_unpickle(tmp_path / "r.pkl")
+
+
+def test_predict_and_export_refuse_a_crafted_checkpoint(tmp_path, payload, run):
+    "`mdr-gcn predict` and `mdr-gcn export` open the checkpoint through the same safe loader."
+    kind, obj, marker = payload
+    clip = tmp_path / "clip.npy"
+    np.save(clip, np.zeros((3, 16, 25, 1), np.float32))
+    for name, p in evil_checkpoints(tmp_path, obj, run / "best.pt").items():
+        refused_in_one_line(*main_in_process("predict", "--checkpoint", p, clip)[::2], f"{p}: refused to load")
+        refused_in_one_line(*main_in_process("export", "--checkpoint", p, "--format", "pt2",
+                                             "--out", tmp_path / "m.pt2")[::2], f"{p}: refused to load")
+        assert not (tmp_path / "m.pt2").exists()
+
+
+def test_convert_authors_refuses_a_crafted_checkpoint(tmp_path, payload):
+    "A checkpoint said to come from the authors' code is opened with weights_only=True too."
+    kind, obj, marker = payload
+    for name, p in evil_checkpoints(tmp_path, obj).items():
+        rc, _, err = main_in_process("convert-authors", p, "--dataset", "gym", "--out", tmp_path / "c.pt")
+        refused_in_one_line(rc, err, str(p))
+        assert not (tmp_path / "c.pt").exists()
