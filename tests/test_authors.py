@@ -1,7 +1,7 @@
 """The `authors` configuration against the authors' own model, imported from a checkout of their repository
 (github.com/dingyn-Reno/MDR-GCN) at $MDR_AUTHORS_DIR: same fixed graph, same weights from the same seed, and the
 same logits and gradients after `from_authors`. Nothing of their code is copied here."""
-import importlib, math, os, sys, types
+import importlib, os, sys, types
 from pathlib import Path
 
 import pytest

@@ -1,12 +1,12 @@
 "`mdr-gcn predict` equals `mdr-gcn test` on the same clips (FSD-10 .npy, raw NTU .skeleton, PYSKL pickle); `--json`; one-line errors; export round trips."
-import json, os
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from test_cli import ROOT, SAMPLES, main_in_process
+from test_cli import SAMPLES, main_in_process
 
 TINY = ["model.args.channels=[16,16,32,32]", "model.args.strides=[1,2,1,2]", "optim.batch_size=8", "optim.epochs=1",
         "optim.warmup_epochs=0", "optim.milestones=[]", "threads=1"]
@@ -188,8 +188,3 @@ def test_export_errors(fsd_run, tmp_path, monkeypatch):
     assert 'onnxscript: pip install "mdr_gcn_nb[export]"' in err
     assert not (tmp_path / "m.onnx").exists()
 
-
-def test_help_pages():
-    for c in ("predict", "export"):
-        rc, out, err = main_in_process(c, "--help")
-        assert rc == 0 and f"usage: mdr-gcn {c}" in out, err

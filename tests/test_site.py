@@ -1,6 +1,6 @@
 """The documentation site: the README's docs command builds it (never skipped), then headless Chromium opens
 every page (skipped, with the reason, where no Chromium is installed)."""
-import copy, json, re, shutil, subprocess, sys, time
+import json, re, shutil, subprocess, sys, time
 from pathlib import Path
 
 import nbformat

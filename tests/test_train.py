@@ -115,8 +115,8 @@ def test_real_model_resume_after_sigkill_is_exact(tmp_path):
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_precision_training_step_mdrgcn_rdl(tmp_path, precision):
-    "A training step of a narrow MDR-GCN + RDL under `precision`: finite loss; in bf16 the network runs in bfloat16,"
-    "the loss, the centres, the weights and their gradients stay float32; eval scores are float32 too."
+    """A training step of a narrow MDR-GCN + RDL under `precision`: finite loss; in bf16 the network runs in bfloat16,
+    the loss, the centres, the weights and their gradients stay float32; eval scores are float32 too."""
     from mdr_gcn_nb.model import build_model
     from mdr_gcn_nb.losses import build_criterion
     cfg = _toy.toy_config(tmp_path, epochs=1, precision=precision)
@@ -131,6 +131,7 @@ def test_precision_training_step_mdrgcn_rdl(tmp_path, precision):
     out = tr.train_step(torch.randn(8, 3, 8, 17, 1), torch.arange(8) % 4)
     assert torch.isfinite(torch.tensor(out["loss"])), out
     assert seen == [torch.bfloat16 if precision == "bf16" else torch.float32]
+    assert any(p.grad is not None for p in model.parameters())
     assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in model.parameters() if p.grad is not None)
     assert all(c.dtype == torch.float32 and c.grad.dtype == torch.float32 for c in crit.centre_parameters())
     scores = tr.predict()["scores"]

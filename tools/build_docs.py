@@ -284,7 +284,7 @@ def configs_page(root=ROOT) -> str:
 def benchmarks_page(root=ROOT) -> str:
     text = (root / "benchmarks" / "README.md").read_text()
     gpu = root / "benchmarks" / "GPU.md"                     # the GPU runs, one level down on this page
-    if gpu.exists(): text += "\n\n" + gpu.read_text().replace("\n# ", "\n## ").replace("\n## ", "\n### ").replace("# GPU", "## GPU", 1)
+    if gpu.exists(): text += "\n\n" + re.sub(r"^(#+) ", r"#\1 ", gpu.read_text(), flags=re.M)   # headings one level down
     return text + "\n\n---\n*This page is `benchmarks/README.md` and `benchmarks/GPU.md`; the scripts they name are in `benchmarks/`.*\n"
 
 

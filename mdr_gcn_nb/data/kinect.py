@@ -14,7 +14,7 @@ import numpy as np
 
 from ..graph import KINECT20
 from .readers import DataFormatError
-from .datasets import SkeletonDataset
+from .datasets import SkeletonDataset, _limit
 
 # %% auto #0
 __all__ = ['MSR_JOINTS', 'MSR_TO_KINECT20', 'KINECT20_FROM_MSR', 'MSR_BODY_MODEL_BONES', 'MSR3D_ACTIONS', 'MSR3D_ACTION_SETS',
@@ -188,8 +188,6 @@ class _Clips:
     def __init__(self, clips): self.clips = clips                                   # list of (T, 20, 3)
     def __call__(self, i): return np.ascontiguousarray(self.clips[i].transpose(2, 0, 1)[..., None], np.float32)
 
-def _keep(n, cfg): return n if cfg.max_samples is None else min(n, int(cfg.max_samples))
-
 def msr3d_dataset(cfg, # a resolved `DataConfig` of kind 'msr3d'
                   split: str, # 'train' | 'test'
                  ) -> SkeletonDataset:
@@ -197,7 +195,7 @@ def msr3d_dataset(cfg, # a resolved `DataConfig` of kind 'msr3d'
     if cfg.split_index is not None: raise ValueError(f"msr3d uses the fixed cross-subject split; split_index must be None, got {cfg.split_index}")
     actions = MSR3D_ACTION_SETS[cfg.subset] if cfg.subset else tuple(range(1, 21))
     names = [n for n in msr3d_names(cfg.path) if parse_msr3d_name(n)[0] in actions and parse_msr3d_name(n)[1] in MSR3D_XSUB[split]]
-    names = names[:_keep(len(names), cfg)]
+    names = names[:_limit(len(names), cfg)]
     clips = [read_msr3d(Path(cfg.path) / f"{n}_skeleton3D.txt") for n in names]
     labels = [actions.index(parse_msr3d_name(n)[0]) for n in names]
     return SkeletonDataset(cfg, split, _Clips(clips), labels, names, [MSR3D_ACTIONS[a - 1] for a in actions], len(actions))
@@ -211,7 +209,7 @@ def utkinect_dataset(cfg, # a resolved `DataConfig` of kind 'utkinect'
     if not 0 <= k < len(UTK_TRAIN_SUBJECTS): raise ValueError(f"split_index must be in 0..{len(UTK_TRAIN_SUBJECTS) - 1}, got {k}")
     train = set(UTK_TRAIN_SUBJECTS[k])
     segs = [s for s in utkinect_segments(cfg.path) if (s["subject"] in train) == (split == "train")]
-    segs = segs[:_keep(len(segs), cfg)]
+    segs = segs[:_limit(len(segs), cfg)]
     recs = {r: read_utkinect(Path(cfg.path) / f"joints_{r}.txt") for r in sorted({s["recording"] for s in segs})}
     clips = []
     for s in segs:
