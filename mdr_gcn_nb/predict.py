@@ -12,7 +12,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .train import (ConfigError, load_checkpoint, load_config, make_data_config,
+from .core import ConfigError, InputError
+from .train import (load_checkpoint, load_config, make_data_config,
                               build_model_and_criterion, load_weights)
 from .data import readers
 from .data.datasets import SkeletonDataset
@@ -20,7 +21,7 @@ from .data.ntu import ntu_clip, MAX_FRAMES
 from .data.transforms import valid_frames
 
 # %% auto #0
-__all__ = ['EXPORT_FORMATS', 'ScoreModel', 'InputError', 'npy_clips', 'read_input', 'Predictor', 'predict_paths', 'example_input',
+__all__ = ['EXPORT_FORMATS', 'ScoreModel', 'npy_clips', 'read_input', 'Predictor', 'predict_paths', 'example_input',
            'temporal_stride', 'export_model', 'load_exported', 'check_export']
 
 # %% ../nbs/15_predict_export.ipynb #1771f6d7
@@ -50,9 +51,6 @@ def _model_facts(ck: dict, cfg, layout: str) -> dict:
     return dict(num_classes=K, layout=layout, in_channels=C, num_persons=M)
 
 # %% ../nbs/15_predict_export.ipynb #e52f52ea
-class InputError(ConfigError):
-    "An input `predict` cannot use; the message names the file and what is wrong."
-
 def _fit_persons(x: np.ndarray, M: int) -> np.ndarray:
     "The first `M` persons of a clip (C, T, V, M'), zero-padded to `M`."
     if x.shape[-1] >= M: return np.ascontiguousarray(x[..., :M])

@@ -5,12 +5,13 @@
 # %% ../nbs/10_synth.ipynb #ba6ba726
 from __future__ import annotations
 
-import os
 import pickle
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from .core import atomic_write_bytes, atomic_write_text
 
 # %% auto #0
 __all__ = ['POINTS', 'LAYOUT_POINTS', 'ANGLES', 'SKATE_CLASSES', 'FSD_T', 'GYM_IMG', 'NTU_SYNTH_ACTIONS', 'NTU_SYNTH_SETUPS',
@@ -203,17 +204,13 @@ def make_fsd10(out_dir, seed: int = 0, n_train: int = 24, n_test: int = 10) -> d
                 names.append(f"synthetic_fsd_{split}_{c:02d}_{k:03d}"); labels.append(c)
         order = np.random.default_rng([seed, 1, s_id, 99]).permutation(len(labels))         # shuffled, like real files
         data = np.stack([clips[i] for i in order])                                         # (N, 3, T, 25, 1)
-        _atomic_bytes(out / f"{split}_data_25.npy", _npy_bytes(data))
-        _atomic_bytes(out / f"{split}_label_25.pkl",
-                      pickle.dumps(([names[i] for i in order], [int(labels[i]) for i in order]), protocol=4))
+        atomic_write_bytes(_npy_bytes(data), out / f"{split}_data_25.npy")
+        atomic_write_bytes(pickle.dumps(([names[i] for i in order], [int(labels[i]) for i in order]), protocol=4),
+                           out / f"{split}_label_25.pkl")
         paths[split] = (out / f"{split}_data_25.npy", out / f"{split}_label_25.pkl")
     return paths
 
 # %% ../nbs/10_synth.ipynb #036c136e
-def _atomic_bytes(path: Path, data: bytes):
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_bytes(data); os.replace(tmp, path)
-
 def _npy_bytes(a: np.ndarray) -> bytes:
     import io
     buf = io.BytesIO(); np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
@@ -252,8 +249,8 @@ def make_gym(out_dir, seed: int = 0, n_train: int = 8, n_val: int = 4) -> Path:
             part = "train" if k < n_train else "val"
             fd = f"synthetic_gym_{c:02d}_{k:03d}"
             annos.append(gym_annotation(c, np.random.default_rng([seed, 2, c, k]), fd)); split[part].append(fd)
-    _atomic_bytes(out / "gym_synth.pkl", pickle.dumps({"split": split, "annotations": annos}, protocol=4))
-    _atomic_bytes(out / "gym_synth_label_map.txt", ("\n".join(SKATE_CLASSES) + "\n").encode())
+    atomic_write_bytes(pickle.dumps({"split": split, "annotations": annos}, protocol=4), out / "gym_synth.pkl")
+    atomic_write_text("\n".join(SKATE_CLASSES) + "\n", out / "gym_synth_label_map.txt")
     return out / "gym_synth.pkl"
 
 # %% ../nbs/10_synth.ipynb #e19813a0
@@ -366,7 +363,7 @@ def _stable_zip(path: Path):
             zi = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             zi.compress_type, zi.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
             z.writestr(zi, data)
-    _atomic_bytes(path, buf.getvalue())
+    atomic_write_bytes(buf.getvalue(), path)
 
 def ntu_sample_names() -> list:
     "Names `SsssCcccPpppRrrrAaaa` of the synthetic NTU recordings."
@@ -423,5 +420,5 @@ def make_samples(out_dir="data_samples", # folder to write (created if needed)
     if "ntu" in parts: res["ntu"] = make_ntu(out / "ntu", seed)
     text = SAMPLES_README.format(seed=seed, T=FSD_T, n_fsd_train=24 * 10, n_fsd_test=10 * 10, n_gym_train=8 * 10,
                                  n_gym_val=4 * 10, n_ntu=len(ntu_sample_names()))
-    _atomic_bytes(out / "README.md", text.encode()); res["readme"] = out / "README.md"
+    atomic_write_text(text, out / "README.md"); res["readme"] = out / "README.md"
     return res

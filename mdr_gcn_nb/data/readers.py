@@ -10,24 +10,21 @@ import math
 import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..core import DataFormatError, atomic_write
 from .skeleton_parser import _P10, _skeleton_kernel
 
 # %% auto #0
-__all__ = ['JOINT_FIELDS', 'FSD10_CLASSES', 'DataFormatError', 'read_skeleton', 'skeleton_bodies', 'atomic_write',
-           'skeleton_frames', 'write_skeleton', 'skeleton_from_xyz', 'parse_ntu_name', 'plot_clip', 'load_ntu_npz',
-           'safe_unpickle', 'load_label_map', 'load_pyskl', 'pyskl_clip', 'load_fsd10', 'read_openpose_dir']
+__all__ = ['JOINT_FIELDS', 'FSD10_CLASSES', 'read_skeleton', 'skeleton_bodies', 'skeleton_frames', 'write_skeleton',
+           'skeleton_from_xyz', 'parse_ntu_name', 'plot_clip', 'load_ntu_npz', 'safe_unpickle', 'load_label_map',
+           'load_pyskl', 'pyskl_clip', 'load_fsd10', 'read_openpose_dir']
 
 # %% ../../nbs/06_data_readers.ipynb #5b89fb00
-class DataFormatError(ValueError):
-    "A data file (or array) is missing or not in the expected format. The message is one line: `<file>: <problem>`."
-
 def _fail(path, problem: str):
-    raise DataFormatError(f"{path}: {' '.join(str(problem).split())}")
+    raise DataFormatError(f"{path}: {problem}")
 
 def _need_file(path) -> Path:
     p = Path(path)
@@ -130,33 +127,6 @@ def skeleton_bodies(skel: dict) -> list:
 def _fmt(v: float) -> str:
     s = "%.7g" % v
     return s.replace("e", "E") if "e" in s else s
-
-def _write_error(path, e: OSError) -> OSError:
-    "The same error, naming the file being written (not the temporary file beside it)."
-    err = OSError(f"cannot write {path}: {e.strerror or e}"); err.errno = e.errno
-    return err
-
-def atomic_write(path, # the file to (re)write
-                 write, # called with a binary file object opened on a temporary file beside `path`
-                ) -> Path:
-    "Write a file atomically: `write(f)` fills a temporary file in the same folder, which then replaces `path`; on any error `path` is untouched."
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e: raise _write_error(path, e) from None
-    try:
-        with os.fdopen(fd, "wb") as f: write(f)
-        umask = os.umask(0); os.umask(umask)                         # mkstemp makes 0600; give the usual 0666 & ~umask
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except OSError as e:
-        if os.path.exists(tmp): os.unlink(tmp)
-        raise _write_error(path, e) from None
-    except BaseException:
-        if os.path.exists(tmp): os.unlink(tmp)
-        raise
-    return path
 
 def skeleton_frames(skel: dict) -> list:
     "The records of a `read_skeleton` dict as frames: a list (T) of lists of `(body_id, info (9,), joints (25, 12))`."
