@@ -4,11 +4,13 @@
 
 # %% ../nbs/02_cvsta.ipynb #b83f0b45
 from __future__ import annotations
+
 from functools import partial
+
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 # %% auto #0
@@ -122,12 +124,13 @@ class GCB(nn.Module):
     def subset_convs(self, k: int) -> dict:
         "Subset k's six 1×1 convolutions (those that exist), as functions of the k-th slices of the stacked weights."
         K, C, cm = self.K, self.c_out, self.c_mid
-        rows = dict(conv_tv=('conv_tv', k * C, C), conv_v=('conv_vs', k * cm, cm), conv_t=('conv_t', k * cm, cm),
-                    w_tv=('w_tv', k * C, C), conv_s=('conv_vs', (K + k) * cm, cm), w_s=('w_s', k * C, C))
+        rows = {'conv_tv': ('conv_tv', k * C, C), 'conv_v': ('conv_vs', k * cm, cm), 'conv_t': ('conv_t', k * cm, cm),
+                'w_tv': ('w_tv', k * C, C), 'conv_s': ('conv_vs', (K + k) * cm, cm), 'w_s': ('w_s', k * C, C)}
         if not self.refine: del rows['conv_s']                                    # then conv_vs holds f_V only
         return {n: conv_rows(getattr(self, m), i, c) for n, (m, i, c) in rows.items() if hasattr(self, m)}
 
-    def forward_eq(self, x):                                  # x (N, C_in, T, V)
+    def forward_eq(self, x: torch.Tensor, # (N, C_in, T, V) block input
+                  ) -> torch.Tensor:      # (N, C_out, T, V)
         "Eq 6 as printed: Σ_k R_k (A_k + α_k Ã_k), one subset at a time, then BN + residual + ReLU."
         y = 0
         for k in range(self.K):
@@ -154,7 +157,9 @@ def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple:
     b = -bn.running_mean if conv.bias is None else conv.bias - bn.running_mean
     return conv.weight * s.view(-1, 1, 1, 1), bn.bias + b * s
 
-def gcb_fused(blk: GCB, x: torch.Tensor) -> torch.Tensor:    # x (N, C_in, T, V) → (N, C_out, T, V)
+def gcb_fused(blk: GCB,       # the block whose weights it uses
+              x: torch.Tensor, # (N, C_in, T, V) block input
+             ) -> torch.Tensor: # (N, C_out, T, V)
     "The fused forward of `blk` (its default): pool first, all subsets' small convolutions at once, Eq 6 in one pass per subset."
     K, cm = blk.K, blk.c_mid
     f_t = f_v = A_t = None

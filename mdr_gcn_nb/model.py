@@ -4,14 +4,18 @@
 
 # %% ../nbs/04_model.ipynb #acd4af9b
 from __future__ import annotations
-import math, re
+
+import math
+import re
 from dataclasses import dataclass, fields, replace
+
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-from .graph import Graph, GRAPHS, fixed_graph
-from .gcn import STGCNUnit, make_residual
+from torch import nn
+
 from .cvsta import GCB, _removed
+from .gcn import STGCNUnit, make_residual
+from .graph import GRAPHS, Graph, fixed_graph
 from .tcn import TCB
 
 # %% auto #0
@@ -111,8 +115,8 @@ class SkeletonClassifier(nn.Module):
 
 # %% ../nbs/04_model.ipynb #a79169a8
 def _gcb_kwargs(cfg) -> dict:
-    return dict(c_mid_ratio=cfg.c_mid_ratio, first_c_mid=cfg.first_c_mid, sigma=cfg.sigma,
-                combine=cfg.combine, alpha=cfg.alpha, cvsta=cfg.cvsta, refine=cfg.refine)
+    return {'c_mid_ratio': cfg.c_mid_ratio, 'first_c_mid': cfg.first_c_mid, 'sigma': cfg.sigma,
+            'combine': cfg.combine, 'alpha': cfg.alpha, 'cvsta': cfg.cvsta, 'refine': cfg.refine}
 
 class MDRGCNLayer(nn.Module):
     "GCB → TCB, plus a residual, then ReLU."
@@ -176,8 +180,8 @@ class STGCN(SkeletonClassifier):
         c = (cfg.in_channels,) + cfg.channels
         def spatial(i):
             if not cfg.cvsta: return None
-            kw = dict(c_mid_ratio=cfg.c_mid_ratio, first_c_mid=cfg.first_c_mid, sigma=cfg.sigma,
-                      cvsta=True, refine=False, block=False)
+            kw = {'c_mid_ratio': cfg.c_mid_ratio, 'first_c_mid': cfg.first_c_mid, 'sigma': cfg.sigma,
+                  'cvsta': True, 'refine': False, 'block': False}
             return GCB(c[i], c[i + 1], A, fused=cfg.fused, recompute=cfg.recompute, **kw)
         layers = [STGCNUnit(c[i], c[i + 1], A, cfg.strides[i], residual=i > 0, kernel_size=cfg.kernel_size,
                             dropout=cfg.unit_dropout, spatial=spatial(i)) for i in range(len(cfg.channels))]
@@ -226,17 +230,17 @@ def compare_paths(model: SkeletonClassifier, x: torch.Tensor, seed: int = 0) -> 
     was, outs, grads = model.cfg.fused, [], []
     for fused in (False, True):                                    # the same module, the same weights
         set_fused(model, fused); model.zero_grad(set_to_none=True)
-        f, l = model(x)
-        (f.square().sum() + l.square().sum()).backward()
-        outs.append((f.detach(), l.detach()))
+        f, logits = model(x)
+        (f.square().sum() + logits.square().sum()).backward()
+        outs.append((f.detach(), logits.detach()))
         grads.append([torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in model.parameters()])
     set_fused(model, was)
-    rel = lambda a, b: ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+    def rel(a, b): return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
     g_scale = max(g.abs().max().item() for g in grads[0])
     diffs = [((a - g).abs().max().item(), g.abs().max().item()) for a, g in zip(grads[1], grads[0])]
-    return dict(features=rel(outs[1][0], outs[0][0]), logits=rel(outs[1][1], outs[0][1]),
-                grads=max(d for d, _ in diffs) / g_scale,                      # relative to the largest gradient
-                grads_per_tensor=max(d / max(m, 1e-3 * g_scale) for d, m in diffs))  # relative to each tensor's
+    return {'features': rel(outs[1][0], outs[0][0]), 'logits': rel(outs[1][1], outs[0][1]),
+            'grads': max(d for d, _ in diffs) / g_scale,                         # relative to the largest gradient
+            'grads_per_tensor': max(d / max(m, 1e-3 * g_scale) for d, m in diffs)}   # relative to each tensor's
 
 # %% ../nbs/04_model.ipynb #ce78607e
 _CONV_ORDER = ('conv_s', 'conv_v', 'conv_tv', 'w_s', 'conv_t', 'w_tv')   # their conv1, conv2, conv3, conv4, conv6, conv7
@@ -257,13 +261,13 @@ def _bn_(bn: nn.Module, scale: float | None = 1.0, start: int = 0, n: int | None
     else: bn.weight[rows].fill_(scale)
     bn.bias[rows].zero_(); bn.reset_running_stats()
 
-def _rows(conv: nn.Conv2d, start: int, n: int) -> dict:  return dict(weight=conv.weight[start:start + n], bias=conv.bias[start:start + n])
+def _rows(conv: nn.Conv2d, start: int, n: int) -> dict: return {'weight': conv.weight[start:start + n], 'bias': conv.bias[start:start + n]}
 
 @torch.no_grad()
 def _authors_init_gcb_(g: GCB, A):
     "Their `unit_gcn`: per subset, its six convolutions built (default draws) then He-initialised; the down path; He again."
-    shapes = dict(conv_s=(g.c_in, g.c_mid), conv_v=(g.c_in, g.c_mid), conv_tv=(g.c_in, g.c_out),
-                  w_s=(g.c_mid, g.c_out), conv_t=(g.c_in, g.c_mid), w_tv=(g.c_mid, g.c_out))
+    shapes = {'conv_s': (g.c_in, g.c_mid), 'conv_v': (g.c_in, g.c_mid), 'conv_tv': (g.c_in, g.c_out),
+              'w_s': (g.c_mid, g.c_out), 'conv_t': (g.c_in, g.c_mid), 'w_tv': (g.c_mid, g.c_out)}
     convs = [{n: f.keywords for n, f in g.subset_convs(k).items()} for k in range(g.K)]   # views of the stacked rows
     for k in range(g.K):
         for n in _CONV_ORDER: _default_draws(*shapes[n])
@@ -306,23 +310,23 @@ def authors_init_(model: nn.Module) -> nn.Module:
     return model
 
 # %% ../nbs/04_model.ipynb #01cfba10
-_AUTHORS_GCB = dict(conv_tv=('conv3',), conv_vs=('conv2', 'conv1'), conv_t=('conv6',), w_tv=('conv7',), w_s=('conv4',))
+_AUTHORS_GCB = {'conv_tv': ('conv3',), 'conv_vs': ('conv2', 'conv1'), 'conv_t': ('conv6',), 'w_tv': ('conv7',), 'w_s': ('conv4',)}
 
-def _authors_layer_keys(l: str, layer: nn.Module, part: str, rest: str) -> list:
-    "The authors' keys for `layers.i.{part}.{rest}` of layer `l` ('l1', 'l2', …)."
+def _authors_layer_keys(pre: str, layer: nn.Module, part: str, rest: str) -> list:
+    "The authors' keys for `layers.i.{part}.{rest}`; `pre` is their name of the layer ('l1', 'l2', …)."
     name, p = rest.split('.', 1) if '.' in rest else (rest, '')
     if part == 'gcb':
-        if rest == 'A': return [f'{l}.gcn1.PA']
+        if rest == 'A': return [f'{pre}.gcn1.PA']
         if name in _AUTHORS_GCB:                                   # stacked over subsets: their convs.k.convN, k = 0..K-1
-            return [f'{l}.gcn1.convs.{k}.{c}.{p}' for c in _AUTHORS_GCB[name] for k in range(layer.gcb.K)]
-        return [f'{l}.gcn1.{rest}']                                # alpha, bn.*, down.*
-    if part == 'residual': return [f'{l}.residual.{("conv", "bn")[int(name)]}.{p}']
+            return [f'{pre}.gcn1.convs.{k}.{c}.{p}' for c in _AUTHORS_GCB[name] for k in range(layer.gcb.K)]
+        return [f'{pre}.gcn1.{rest}']                                # alpha, bn.*, down.*
+    if part == 'residual': return [f'{pre}.residual.{("conv", "bn")[int(name)]}.{p}']
     S, D = layer.tcb.S, layer.tcb.D                                # their tcn{s+1}.branches.{b}: Sequential(conv, bn, ...)
-    tcn = lambda s, b, m: f'{l}.tcn{s + 1}.branches.{b}.{m}.{p}'
+    def tcn(s, b, m): return f'{pre}.tcn{s + 1}.branches.{b}.{m}.{p}'
     if name in ('reduce', 'reduce_bn'): return [tcn(s, b, int(name == 'reduce_bn')) for s in range(S) for b in range(D + 1)]
     if name == 'tconvs':
         i, j, p = p.split('.', 2); s, d = divmod(int(i), D)
-        return [f'{l}.tcn{s + 1}.branches.{d}.3.{("conv", "bn")[int(j)]}.{p}']
+        return [f'{pre}.tcn{s + 1}.branches.{d}.3.{("conv", "bn")[int(j)]}.{p}']
     if name == 'pool_bn': return [tcn(s, D, 4) for s in range(S)]
     return [tcn(s, D + 1, int(name == 'point_bn')) for s in range(S)]   # point, point_bn
 
@@ -353,7 +357,7 @@ def from_authors(state_dict: dict, # their model's state_dict (a `module.` prefi
                 ) -> MDRGCN:
     "An `authors`-configured MDR-GCN (in the weights' dtype) carrying the authors' model's weights; one-line `ValueError` if they do not fit."
     _check_dataset(dataset)
-    sd = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
+    sd = {k.removeprefix('module.'): v for k, v in state_dict.items()}
     bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
     if bad: raise ValueError(f"not a state_dict of tensors: {_names(bad)}")
     kw = {}

@@ -4,11 +4,13 @@
 
 # %% ../nbs/03_tcn.ipynb #425a98b3
 from __future__ import annotations
+
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-from .gcn import TemporalUnit
+from torch import nn
+
 from .cvsta import _removed, conv_rows, fold_bn, frozen_bn
+from .gcn import TemporalUnit
 
 # %% auto #0
 __all__ = ['kernels_for', 'bn_rows', 'TCB', 'frame_max', 'tcb_fused']
@@ -44,7 +46,9 @@ class TCB(nn.Module):
         self.point, self.point_bn = nn.Conv2d(c_in, S * c, 1, stride=(stride, 1)), nn.BatchNorm2d(S * c)    # s rows
         self.reduce.init_fan_out = self.point.init_fan_out = c    # initialise like one branch's conv (`model.init_weights`)
 
-    def branch(self, x, s: int, b: int):                          # x (N, C_in, T, V) → (N, c, T', V)
+    def branch(self, x: torch.Tensor, # (N, C_in, T, V) block input
+               s: int, b: int,    # kernel size index, branch index
+              ) -> torch.Tensor:  # (N, c, T', V)
         "Branch b of kernel size s (b < D: dilation b; D: max-pool; D+1: 1×1), from its rows of the stacked weights."
         D, c = self.D, self.c
         if b == D + 1:                                                          # strided 1×1 conv, BN
@@ -54,7 +58,8 @@ class TCB(nn.Module):
         if b < D: return self.tconvs[s * D + b](h)                              # k×1 conv with dilation, BN
         return bn_rows(self.pool(h), self.pool_bn, s * c, c)                    # 3×1 max-pool, BN
 
-    def forward_eq(self, x):                                      # x (N, C_in, T, V)
+    def forward_eq(self, x: torch.Tensor, # (N, C_in, T, V) block input
+                  ) -> torch.Tensor:      # (N, C_out, T/stride, V)
         "Branch by branch: each kernel size's branches concatenated (N, C_out, T', V), summed over kernel sizes."
         if self.training:                                         # each stacked BN saw this batch once
             for bn in (self.reduce_bn, self.pool_bn, self.point_bn): bn.num_batches_tracked.add_(1)
@@ -73,7 +78,9 @@ def frame_max(x: torch.Tensor, # (..., T, V)
     return y[..., ::stride, :] if stride > 1 else y
 
 # %% ../nbs/03_tcn.ipynb #f64a6b08
-def tcb_fused(blk: TCB, x: torch.Tensor) -> torch.Tensor:   # x (N, C_in, T, V) → (N, C_out, T', V)
+def tcb_fused(blk: TCB,       # the block whose weights it uses
+              x: torch.Tensor, # (N, C_in, T, V) block input
+             ) -> torch.Tensor: # (N, C_out, T/stride, V)
     "The fused forward of `blk` (its default): shared 1×1 reductions, branches summed over kernel sizes before the concatenation."
     N, _, T, V = x.shape
     S, D, c = blk.S, blk.D, blk.c
