@@ -98,9 +98,9 @@ def _run(m, x, fused):
     "Outputs and the gradient of every parameter of `m` with the given forward."
     set_fused(m, fused)
     m.zero_grad(set_to_none=True)
-    f, l = m(x)
-    (f.square().sum() + l.square().sum()).backward()
-    return (f.detach(), l.detach()), [p.grad.clone() for p in m.parameters()]
+    f, logits = m(x)
+    (f.square().sum() + logits.square().sum()).backward()
+    return (f.detach(), logits.detach()), [p.grad.clone() for p in m.parameters()]
 
 
 def test_fused_as_accurate_as_per_subset_float32_stgcn_cvsta():
@@ -117,7 +117,7 @@ def test_fused_as_accurate_as_per_subset_float32_stgcn_cvsta():
     g64 = [g.float() for g in _run(ref, x.double(), False)[1]]
     g_eq, g_fused = _run(m, x, False)[1], _run(m, x, True)[1]
     scale = max(g.abs().max().item() for g in g64)
-    err = lambda gs: max((a - b).abs().max().item() for a, b in zip(gs, g64)) / scale
+    def err(gs): return max((a - b).abs().max().item() for a, b in zip(gs, g64)) / scale
     assert err(g_fused) < 3 * err(g_eq) + 1e-5, (err(g_fused), err(g_eq))
 
 
@@ -255,7 +255,6 @@ def _authors_gcb(blk, x, combine):
     tensor CVSTA shares (it indexes the sending joint v). Their PA_k is [receiving, sending], the package's A_k
     [sending, receiving], so PA_k = A_k.T. (Which A_k they start from is `fixed_graph(layout, 'authors')`;
     tests/test_authors.py compares the whole model with theirs.)"""
-    import torch.nn.functional as F
     out = 0
     for k in range(blk.K):
         sub = blk.subset_convs(k)                                     # subset k's six 1x1 convolutions
