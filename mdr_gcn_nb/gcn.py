@@ -4,10 +4,11 @@
 
 # %% ../nbs/01_gcn.ipynb #cf07baab
 from __future__ import annotations
+
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 # %% auto #0
 __all__ = ['graph_conv_per_node', 'graph_conv', 'SpatialGraphConv', 'TemporalUnit', 'make_residual', 'STGCNUnit']
@@ -18,7 +19,7 @@ def graph_conv_per_node(x: torch.Tensor, # (N, C, T, V) input features
                         W: torch.Tensor, # (C, C') shared weight
                        ) -> torch.Tensor: # (N, C', T, V)
     "Eq 1: $f_{out}(v_i)=\\sum_j a_{ij} f_{in}(v_j) W$, computed node by node."
-    N, C, T, V = x.shape
+    N, _, T, V = x.shape
     out = x.new_zeros(N, W.shape[1], T, V)     # (N, C', T, V)
     for i in range(V):                      # output joint v_i
         for j in range(V):                  # input joint v_j

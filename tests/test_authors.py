@@ -9,8 +9,7 @@ import torch
 import yaml
 
 from mdr_gcn_nb.graph import fixed_graph
-from mdr_gcn_nb.model import PRESETS, build_model, from_authors, authors_key, naive_sources, MDRGCN
-from dataclasses import replace
+from mdr_gcn_nb.model import PRESETS, build_model, from_authors, authors_keys
 
 AUTHORS_DIR = os.environ.get("MDR_AUTHORS_DIR")
 pytestmark = pytest.mark.skipif(not AUTHORS_DIR, reason="MDR_AUTHORS_DIR is not set: no checkout of the authors' "
@@ -74,17 +73,12 @@ def test_same_seed_same_weights(authors_model, dataset):
 
 
 def _grad_pairs(ours, theirs):
-    "(our gradient, theirs arranged like it) for every parameter of `ours` (fused or per-subset)."
-    tp = dict(theirs.named_parameters())
-    def theirs_for(naive_key):
-        g = tp[authors_key(naive_key)].grad
-        return g.transpose(-1, -2) if naive_key.endswith("gcb.A") else g
-    if not ours.cfg.fused:
-        return {k: (p.grad, theirs_for(k)) for k, p in ours.named_parameters()}
-    naive = MDRGCN(replace(ours.cfg, fused=False, init="package"))
-    names = {id(t): k for k, t in naive.state_dict(keep_vars=True).items()}
-    src = naive_sources(ours, naive)
-    return {k: (p.grad, torch.cat([theirs_for(names[id(s)]) for s in src[k]], 0)) for k, p in ours.named_parameters()}
+    "(our gradient, theirs arranged like it) for every parameter of `ours`: their tensors concatenated as ours stacks them."
+    tp, keys = dict(theirs.named_parameters()), authors_keys(ours)
+    def theirs_for(k):
+        g = torch.cat([tp[a].grad for a in keys[k]], 0)
+        return g.transpose(-1, -2) if k.endswith("gcb.A") else g
+    return {k: (p.grad, theirs_for(k)) for k, p in ours.named_parameters()}
 
 
 def setup(Model, dataset, dtype, seed=0, N=3, T=16, eps=0.1):

@@ -1,4 +1,4 @@
-"""Integration tests of the models: sizes, naive ≡ fused at full width, tracing, bad input.
+"""Integration tests of the models: sizes, the blocks' two forwards (per subset and fused) at full width, tracing, bad input.
 
 Unit-level checks live in nbs/01_gcn … nbs/04_model; these are the whole-network ones.
 """
@@ -8,8 +8,7 @@ import io
 import pytest
 import torch
 
-from mdr_gcn_nb.model import (MDRGCN, MDRGCNConfig, PRESETS, STGCN, build_model, compare_paths, count_macs,
-                              naive_sources, to_fused)
+from mdr_gcn_nb.model import PRESETS, build_model, compare_paths, count_macs, set_fused
 
 
 
@@ -43,12 +42,12 @@ def test_param_counts_match_authors(preset):
     assert default - AUTHORS[preset] == 2 * 10                          # 2 extra α per layer
 
 
-def test_naive_path_macs_match_authors():
+def test_per_subset_path_macs_match_authors():
     x = torch.randn(1, 3, 64, 17, 1)
-    naive = count_macs(build_model('mdrgcn', fused=False, **PRESETS['gym']), x)
+    per_subset = count_macs(build_model('mdrgcn', fused=False, **PRESETS['gym']), x)
     fused = count_macs(build_model('mdrgcn', **PRESETS['gym']), x)
-    assert abs(naive / 0.85e9 - 1) < 0.01
-    assert fused < naive
+    assert abs(per_subset / 0.85e9 - 1) < 0.01
+    assert fused < per_subset
 
 
 @pytest.mark.parametrize('name,kw', [('mdrgcn', {}), ('ctrgcn', {}), ('ctrgcn', dict(cvsta=True)),
@@ -64,9 +63,9 @@ def test_forward_shapes(name, kw, preset):
 
 @pytest.mark.parametrize('name,kw', [('mdrgcn', {}), ('mdrgcn', dict(alpha='shared', combine='sub')),
                                      ('ctrgcn', dict(cvsta=True)), ('stgcn', dict(cvsta=True, unit_dropout=0.))])
-def test_naive_equals_fused_float64_full_width(name, kw):
-    naive = build_model(name, fused=False, **kw, **PRESETS['ntu60']).double()
-    r = compare_paths(naive, clip('ntu60', dtype=torch.float64))
+def test_both_forwards_agree_float64_full_width(name, kw):
+    m = build_model(name, **kw, **PRESETS['ntu60']).double()
+    r = compare_paths(m, clip('ntu60', dtype=torch.float64))
     assert max(r.values()) < 1e-9, r
 
 
@@ -77,84 +76,85 @@ SMALL = dict(channels=(16, 16, 32, 32), strides=(1, 2, 1, 1), **PRESETS['gym'])
                                      ('mdrgcn', dict(alpha='shared', combine='sub', sigma='hardswish')),
                                      ('ctrgcn', {}), ('ctrgcn', dict(cvsta=True))])
 @pytest.mark.parametrize('seed', [0, 1])
-def test_naive_equals_fused_float32(name, kw, seed):
+def test_both_forwards_agree_float32(name, kw, seed):
     """Outputs and gradients (relative to the largest gradient) within 1e-5 in float32, on a 4-layer model."""
     torch.manual_seed(seed)
-    r = compare_paths(build_model(name, fused=False, **kw, **SMALL), torch.randn(2, 3, 12, 17, 1), seed=seed)
+    r = compare_paths(build_model(name, **kw, **SMALL), torch.randn(2, 3, 12, 17, 1), seed=seed)
     r.pop('grads_per_tensor')      # exact-zero gradients (biases before train-mode BN) are float32 noise
     assert max(r.values()) < 1e-5, r
 
 
 @pytest.mark.parametrize('name,kw', [('mdrgcn', {}), ('ctrgcn', dict(cvsta=True))])
-def test_naive_equals_fused_float32_outputs_full_width(name, kw):
+def test_both_forwards_agree_float32_outputs_full_width(name, kw):
     """Full width in float32: outputs within 1e-5. (Full-width float32 *gradients* of a 10-layer network with
     ReLUs and max-pools on a 2-clip batch are not defined to 1e-5: near-ties flip between any two summation
-    orders; even the naive path's float32 gradients differ from float64 by ~1e-3..1e-2 there.)"""
+    orders; even the per-subset path's float32 gradients differ from float64 by ~1e-3..1e-2 there.)"""
     torch.manual_seed(0)
-    r = compare_paths(build_model(name, fused=False, **kw, **PRESETS['gym']), clip('gym'))
+    r = compare_paths(build_model(name, **kw, **PRESETS['gym']), clip('gym'))
     assert max(r['features'], r['logits']) < 1e-5, r
 
 
-def test_fused_as_accurate_as_naive_float32_stgcn_cvsta():
-    """ST-GCN+CVSTA with random weights is badly conditioned in float32 (naive float32 gradients differ from
-    float64 by more than 1e-5, e.g. 1.7e-5..7.6e-5 over seeds 0-2); the fused path must be about as close to the
-    float64 reference as the naive one."""
+def _run(m, x, fused):
+    "Outputs and the gradient of every parameter of `m` with the given forward."
+    set_fused(m, fused)
+    m.zero_grad(set_to_none=True)
+    f, logits = m(x)
+    (f.square().sum() + logits.square().sum()).backward()
+    return (f.detach(), logits.detach()), [p.grad.clone() for p in m.parameters()]
+
+
+def test_fused_as_accurate_as_per_subset_float32_stgcn_cvsta():
+    """ST-GCN+CVSTA with random weights is badly conditioned in float32 (per-subset float32 gradients differ from
+    float64 by more than 1e-5, e.g. 1.7e-5..7.6e-5 over seeds 0-2); the fused forward must be about as close to
+    the float64 reference as the per-subset one."""
     torch.manual_seed(0)
-    naive = build_model('stgcn', fused=False, cvsta=True, unit_dropout=0., **SMALL)
+    m = build_model('stgcn', cvsta=True, unit_dropout=0., **SMALL)
     with torch.no_grad():
-        for p in naive.parameters():
+        for p in m.parameters():
             p.add_(0.1 * torch.randn_like(p))
-    ref = copy.deepcopy(naive).double()
-    fused = to_fused(naive)
+    ref = copy.deepcopy(m).double()
     x = torch.randn(2, 3, 12, 17, 1)
-    for m, xx in ((naive, x), (fused, x), (ref, x.double())):
-        f, l = m(xx)
-        (f.square().sum() + l.square().sum()).backward()
-    src, src64 = naive_sources(fused, naive), naive_sources(fused, ref)
-    names = [n for n, _ in fused.named_parameters()]
-    g64 = [torch.cat([s.grad for s in src64[n]], 0).float() for n in names]
-    gnaive = [torch.cat([s.grad for s in src[n]], 0) for n in names]
-    gfused = [p.grad for _, p in fused.named_parameters()]
+    g64 = [g.float() for g in _run(ref, x.double(), False)[1]]
+    g_eq, g_fused = _run(m, x, False)[1], _run(m, x, True)[1]
     scale = max(g.abs().max().item() for g in g64)
-    err = lambda gs: max((a - b).abs().max().item() for a, b in zip(gs, g64)) / scale
-    assert err(gfused) < 3 * err(gnaive) + 1e-5, (err(gfused), err(gnaive))
+    def err(gs): return max((a - b).abs().max().item() for a, b in zip(gs, g64)) / scale
+    assert err(g_fused) < 3 * err(g_eq) + 1e-5, (err(g_fused), err(g_eq))
 
 
-def test_to_fused_keeps_function_in_eval_mode():
-    naive = build_model('mdrgcn', fused=False, **PRESETS['fsd10'])
+def test_set_fused_keeps_function_in_eval_mode():
+    m = build_model('mdrgcn', fused=False, **PRESETS['fsd10'])
     x = clip('fsd10')
-    naive(x)                                  # update BN running statistics once
-    naive.eval()
-    fused = to_fused(naive)
-    assert not fused.training
+    m(x)                                      # update BN running statistics once
+    m.eval()
     with torch.no_grad():
-        for a, b in zip(naive(x), fused(x)):
-            assert (a - b).abs().max() <= 1e-5 * b.abs().max()
+        a = m(x)
+        b = set_fused(m, True)(x)
+    assert m.cfg.fused and not m.training
+    for u, v in zip(a, b):
+        assert (u - v).abs().max() <= 1e-5 * v.abs().max()
 
 
 @pytest.mark.parametrize('name,kw', [('mdrgcn', {}), ('mdrgcn', dict(alpha='shared', combine='sub')),
                                      ('ctrgcn', {}), ('ctrgcn', dict(cvsta=True)), ('stgcn', dict(cvsta=True))])
 @pytest.mark.parametrize('grad_mode', ['no_grad', 'inference_mode'])
-def test_naive_equals_fused_frozen_bn_float64(name, kw, grad_mode):
+def test_both_forwards_agree_frozen_bn_float64(name, kw, grad_mode):
     """Inference folds every frozen BatchNorm into the convolution before it and sums in place: same function.
     Random parameters and running statistics (nothing hides behind γ = 1e-6 or unit variances), float64."""
     torch.manual_seed(0)
-    naive = build_model(name, fused=False, **kw, **SMALL).double()
+    m = build_model(name, **kw, **SMALL).double()
     with torch.no_grad():
-        for p in naive.parameters():
+        for p in m.parameters():
             p.add_(0.1 * torch.randn_like(p))
-        for m in naive.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5); m.running_mean.normal_(0, 0.3); m.running_var.uniform_(0.5, 2.)
-    naive.eval()
-    fused = to_fused(naive)
+        for b in m.modules():
+            if isinstance(b, torch.nn.BatchNorm2d):
+                b.weight.uniform_(0.5, 1.5); b.running_mean.normal_(0, 0.3); b.running_var.uniform_(0.5, 2.)
+    m.eval()
     x = torch.randn(3, 3, 12, 17, 1, dtype=torch.float64)
-    with getattr(torch, grad_mode)():
-        for a, b in zip(naive(x), fused(x)):
-            assert (a - b).abs().max() <= 1e-10 * b.abs().max(), (a - b).abs().max()
-    with torch.enable_grad():                  # eval mode with autograd on takes the unfolded path
-        for a, b in zip(naive(x), fused(x)):
-            assert (a - b).abs().max() <= 1e-10 * b.abs().max()
+    for mode in (getattr(torch, grad_mode), torch.enable_grad):   # with autograd on, eval mode takes the unfolded path
+        with mode():
+            a, b = set_fused(m, False)(x), set_fused(m, True)(x)
+        for u, v in zip(a, b):
+            assert (u - v).abs().max() <= 1e-10 * v.abs().max(), (mode, (u - v).abs().max())
 
 
 def test_all_parameters_receive_gradients():
@@ -255,15 +255,15 @@ def _authors_gcb(blk, x, combine):
     tensor CVSTA shares (it indexes the sending joint v). Their PA_k is [receiving, sending], the package's A_k
     [sending, receiving], so PA_k = A_k.T. (Which A_k they start from is `fixed_graph(layout, 'authors')`;
     tests/test_authors.py compares the whole model with theirs.)"""
-    import torch.nn.functional as F
     out = 0
-    for k, sub in enumerate(blk.subsets):
-        f_s = sub.conv_s(x).mean(-2)                                  # (N, C_mid, V)   receiving joint u
-        f_v = sub.conv_v(x).mean(-2)                                  # (N, C_mid, V)   sending joint v
-        f_t = sub.conv_t(x).mean(-1)                                  # (N, C_mid, T)
-        R = sub.conv_tv(x) * sub.w_tv(torch.tanh(f_t[..., :, None] * f_v[..., None, :]))   # (N, C, T, V)
+    for k in range(blk.K):
+        sub = blk.subset_convs(k)                                     # subset k's six 1x1 convolutions
+        f_s = sub['conv_s'](x).mean(-2)                                  # (N, C_mid, V)   receiving joint u
+        f_v = sub['conv_v'](x).mean(-2)                               # (N, C_mid, V)   sending joint v
+        f_t = sub['conv_t'](x).mean(-1)                               # (N, C_mid, T)
+        R = sub['conv_tv'](x) * sub['w_tv'](torch.tanh(f_t[..., :, None] * f_v[..., None, :]))   # (N, C, T, V)
         z = f_s[..., :, None] + f_v[..., None, :] if combine == "add" else f_s[..., :, None] - f_v[..., None, :]
-        At = sub.w_s(torch.tanh(z))                                   # (N, C, V(u), V(v))
+        At = sub['w_s'](torch.tanh(z))                                   # (N, C, V(u), V(v))
         M = blk.alpha[k % len(blk.alpha)] * At + blk.A[k].T
         out = out + torch.einsum("ncuv,nctv->nctu", M, R)
     return out
@@ -272,18 +272,18 @@ def _authors_gcb(blk, x, combine):
 @pytest.mark.parametrize("combine", ["add", "sub"])
 @pytest.mark.parametrize("alpha", ["per_subset", "shared"])
 def test_gcb_matches_the_authors_aggregation(combine, alpha):
-    from mdr_gcn_nb.cvsta import GCB, GCBNaive, load_naive_
+    "Both forwards of one block against the authors' aggregation, float64."
+    from mdr_gcn_nb.cvsta import GCB
     from mdr_gcn_nb.graph import fixed_graph
     torch.manual_seed(0)
     A = fixed_graph("coco17", "authors")
-    naive = GCBNaive(6, 8, A, alpha=alpha, combine=combine, block=False).double()
+    blk = GCB(6, 8, A, alpha=alpha, combine=combine, block=False).double()
     with torch.no_grad():
-        for p in naive.parameters(): p.add_(0.3 * torch.randn_like(p))   # α and the biases away from their zero init
+        for p in blk.parameters(): p.add_(0.3 * torch.randn_like(p))   # α and the biases away from their zero init
     x = torch.randn(2, 6, 5, 17, dtype=torch.float64)
-    ref = _authors_gcb(naive, x, combine)
-    torch.testing.assert_close(naive(x), ref, rtol=1e-10, atol=1e-10)
-    fused = load_naive_(GCB(6, 8, A, alpha=alpha, combine=combine, block=False).double(), naive)
-    torch.testing.assert_close(fused(x), ref, rtol=1e-10, atol=1e-10)
+    ref = _authors_gcb(blk, x, combine)
+    torch.testing.assert_close(blk.forward_eq(x), ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(blk(x), ref, rtol=1e-10, atol=1e-10)
 
 
 def test_spatial_partition_puts_equidistant_neighbours_in_subset_1_as_st_gcn_does():
@@ -293,13 +293,25 @@ def test_spatial_partition_puts_equidistant_neighbours_in_subset_1_as_st_gcn_doe
     assert A[1, 1, 2] > 0 and A[1, 2, 1] > 0 and A[0, 1, 2] == 0 and A[2, 1, 2] == 0
 
 
-def test_to_fused_keeps_the_device_and_dtype():
-    "meta stands in for a GPU: the fused copy is built where the naive model lives."
-    from mdr_gcn_nb.model import to_fused
-    naive = build_model("mdrgcn", fused=False, num_classes=5, layout="coco17", num_persons=1,
-                        channels=(16, 16), strides=(1, 2)).to(device="meta", dtype=torch.float64)
-    p = next(to_fused(naive).parameters())
-    assert p.device.type == "meta" and p.dtype == torch.float64
+@pytest.mark.parametrize('module,name,replacement', [
+    ('mdr_gcn_nb.cvsta', 'GCBNaive', 'GCB(..., fused=False)'), ('mdr_gcn_nb.cvsta', 'load_naive_', 'one set of weights'),
+    ('mdr_gcn_nb.tcn', 'TCBNaive', 'TCB(..., fused=False)'), ('mdr_gcn_nb.model', 'to_fused', 'set_fused(model, True)'),
+    ('mdr_gcn_nb.model', 'naive_sources', 'compare_paths'), ('mdr_gcn_nb.model', 'authors_key', 'authors_keys(model)')])
+def test_removed_names_name_their_replacement(module, name, replacement):
+    "Importing a removed name fails in one line that names what to use instead; other unknown names stay AttributeErrors."
+    with pytest.raises(ImportError) as e:
+        exec(f"from {module} import {name}")
+    assert replacement in str(e.value) and "\n" not in str(e.value)
+    mod = __import__(module, fromlist=['_'])
+    assert not hasattr(mod, 'no_such_name')
+
+
+def test_parameter_names_are_the_same_for_both_forwards():
+    "Checkpoints load whichever forward a model was built with: one set of parameters, the same names."
+    a, b = build_model('mdrgcn', **PRESETS['gym']), build_model('mdrgcn', fused=False, **PRESETS['gym'])
+    assert list(a.state_dict()) == list(b.state_dict())
+    b.load_state_dict(a.state_dict())
+    assert 'layers.0.gcb.conv_vs.weight' in a.state_dict() and 'layers.0.tcb.reduce_bn.running_var' in a.state_dict()
 
 
 @pytest.mark.parametrize('graph', ['partition', 'stgcn', 'ctrgcn', 'authors'])
