@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mdr_gcn_nb.cvsta import GCB, GCBNaive, load_naive_, pool_frames, pool_joints
+from mdr_gcn_nb.cvsta import GCB, cvsta_subset, pool_frames, pool_joints
 from mdr_gcn_nb.graph import fixed_graph
 from mdr_gcn_nb.train import build_trainer, load_checkpoint, load_config
 from test_cli import main_in_process
@@ -83,19 +83,19 @@ def test_probe_matches_the_per_subset_block():
     "The hooked σ(f_T ⊙ f_V) and Ã of the fused GCB equal the didactic block's, subset by subset."
     torch.manual_seed(0)
     A = fixed_graph("coco17", "partition", "spatial")
-    naive = GCBNaive(16, 32, A).eval()
+    fused = GCB(16, 32, A).eval()
     with torch.no_grad():
-        for p in naive.parameters(): p.normal_(0, 0.3)
-    fused = load_naive_(GCB(16, 32, A), naive).eval()
+        for p in fused.parameters(): p.normal_(0, 0.3)
     model = torch.nn.Module(); model.layers = torch.nn.ModuleList([torch.nn.Module()]); model.layers[0].gcb = fused
     x = torch.randn(2, 16, 6, 17)
     with torch.no_grad(), learned.GCBProbe(model) as probe:
         fused(x)
         att, at = probe.attention(0), probe.refined(0)                          # (2, K, T, V), (2, K, V, V)
-        for k, s in enumerate(naive.subsets):
-            f_t, f_v = pool_joints(s.conv_t(x)), pool_frames(s.conv_v(x))       # Eq 3's inputs, convolve then pool
+        for k in range(fused.K):
+            convs = fused.subset_convs(k)                                       # subset k's slices of the same weights
+            f_t, f_v = pool_joints(convs["conv_t"](x)), pool_frames(convs["conv_v"](x))   # Eq 3's inputs
             torch.testing.assert_close(att[:, k], torch.tanh(f_t * f_v).mean(1), atol=1e-5, rtol=1e-4)
-            _, A_t = s(x)
+            _, A_t = cvsta_subset(x, convs, fused.sigma, fused.combine)
             torch.testing.assert_close(at[:, k], A_t.mean(1), atol=1e-5, rtol=1e-4)
     assert not fused.conv_t._forward_hooks                                      # hooks are removed on exit
 
