@@ -19,7 +19,7 @@ REAL = Path(os.environ.get("MDR_REAL_SAMPLES", ROOT.parent / "shared" / "real_sa
 KINDS = {"fsd10": dict(path=str(SAMPLES / "fsd10")),
          "gym": dict(path=str(SAMPLES / "gym" / "gym_synth.pkl"), label_map=str(SAMPLES / "gym" / "gym_synth_label_map.txt")),
          "ntu": dict(path=str(SAMPLES / "ntu" / "NTU60_CS.npz"))}
-SHAPES = {"fsd10": (3, 64, 25, 1), "gym": (3, 64, 17, 2), "ntu": (3, 64, 25, 2)}
+SHAPES = {"fsd10": (3, 64, 25, 1), "gym": (3, 64, 17, 1), "ntu": (3, 64, 25, 2)}   # FineGym: one person (facts.DATASETS)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -112,11 +112,11 @@ def test_real_pyskl_annotation(tmp_path):
     pickle.dump({"split": {"train": [fd], "val": [fd]}, "annotations": [anno]}, open(tmp_path / "g.pkl", "wb"))
     ds = build_dataset(DataConfig(kind="gym", path=str(tmp_path / "g.pkl")), "test")
     x, y, _ = ds[0]
-    assert tuple(x.shape) == (3, 64, 17, 2) and y == 0 and ds.sample_names == [fd]
+    assert tuple(x.shape) == (3, 64, 17, 1) and y == 0 and ds.sample_names == [fd]      # the first of its 2 persons
     # (the real file's keypoints reach beyond img_shape (256, 340), so values can exceed 1)
     h, w = anno["img_shape"]
     kp0 = anno["keypoint"][0, 1, 0].astype(np.float32)                     # person 0, frame 1, nose
-    raw = ds.raw(0)                                                         # (3, 163, 17, 2) before sampling
+    raw = ds.raw(0)                                                         # (3, 163, 17, 1) before sampling
     np.testing.assert_allclose(raw[:2, 1, 0, 0], (kp0 - [w / 2, h / 2]) / [w / 2, h / 2], rtol=1e-3)
 
 
