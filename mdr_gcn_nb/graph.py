@@ -182,8 +182,7 @@ def partition(hop: np.ndarray, # (V, V) hop distances (inf beyond max_hop)
     "The `(K, V, V)` float32 adjacency tensor of an ST-GCN partition strategy."
     if strategy not in STRATEGIES: raise ValueError(f"unknown strategy {strategy!r}; known strategies: {', '.join(STRATEGIES)}")
     if distance not in DISTANCES: raise ValueError(f"unknown distance {distance!r}; known: {', '.join(DISTANCES)}")
-    V = hop.shape[0]
-    norm = normalize_columns((hop <= max_hop).astype(float))            # (V, V), columns sum to 1
+    norm = normalize_columns((hop <= max_hop).astype(float))            # (V, V), columns sum to 1; V = hop.shape[0]
     if strategy == "uniform": return norm[None].astype(np.float32)     # (1, V, V)
     if strategy == "distance":
         return np.stack([np.where(hop == d, norm, 0.0) for d in range(max_hop + 1)]).astype(np.float32)

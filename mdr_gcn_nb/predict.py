@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .core import ConfigError, InputError
+from .core import ConfigError, DataFormatError, InputError
 from .train import (load_checkpoint, load_config, make_data_config,
                               build_model_and_criterion, load_weights)
 from .data import readers
