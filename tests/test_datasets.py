@@ -275,3 +275,31 @@ def test_coco_bones_are_the_graph_tree():
     "FineGym's bones: the graph's tree from the nose (the authors' intended gym_pairs), hips from the shoulders."
     bones = dict(get_layout("coco17").bones)
     assert bones[11] == 5 and bones[12] == 6 and bones[13] == 11 and bones[5] == 0 and bones[0] == 0
+
+
+# ---- one table of dataset facts
+def test_one_table_of_facts_feeds_data_model_and_synth():
+    "DataConfig's defaults, the model's PRESETS and the synthetic generator read facts.DATASETS; nothing restates it."
+    from mdr_gcn_nb import synth
+    from mdr_gcn_nb.data.datasets import KIND_FACTS
+    from mdr_gcn_nb.facts import DATASETS
+    from mdr_gcn_nb.model import PRESETS
+    for k, p in PRESETS.items():
+        f = DATASETS[k]
+        assert p == dict(num_classes=f.num_classes, layout=f.layout, num_persons=f.num_persons), k
+    for kind, key in KIND_FACTS.items():
+        f, r = DATASETS[key], DataConfig(kind=kind).resolved()
+        assert (r.layout, r.num_persons, r.window, r.temporal, r.coords) == (f.layout, f.num_persons, f.window, f.temporal, f.coords), kind
+    assert DATASETS["gym"].num_persons == 1 == PRESETS["gym"]["num_persons"]      # FineGym: the authors' num_person
+    assert synth.SKATE_CLASSES == DATASETS["fsd10"].class_names
+    assert all(DATASETS["ntu60"].class_names[a - 1] == n for a, n in synth.NTU_SYNTH_ACTIONS.items())
+    x = np.load(SAMPLES / "fsd10" / "test_data_25.npy", mmap_mode="r")           # (N, C, T, V, M)
+    f = DATASETS["fsd10"]
+    assert (x.shape[1], x.shape[3], x.shape[4]) == (f.in_channels, f.joints, f.num_persons)
+
+
+def test_real_samples_folder_is_read_when_used(monkeypatch):
+    "MDR_REAL_SAMPLES set after the import still moves the default MSR Action3D / UTKinect paths."
+    monkeypatch.setenv("MDR_REAL_SAMPLES", "/elsewhere/real")
+    assert DataConfig(kind="msr3d").resolved().path == "/elsewhere/real/msr_action3d"
+    assert DataConfig(kind="utkinect").resolved().path == "/elsewhere/real/utkinect"
