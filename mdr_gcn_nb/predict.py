@@ -21,8 +21,8 @@ from .data.ntu import ntu_clip, MAX_FRAMES
 from .data.transforms import valid_frames
 
 # %% auto #0
-__all__ = ['EXPORT_FORMATS', 'ScoreModel', 'npy_clips', 'read_clips', 'read_input', 'Predictor', 'predict_paths', 'example_input',
-           'temporal_stride', 'export_model', 'load_exported', 'check_export']
+__all__ = ['EXPORT_FORMATS', 'ScoreModel', 'npy_clips', 'read_clips', 'read_input', 'clip_pipeline', 'Predictor', 'predict_paths',
+           'example_input', 'temporal_stride', 'export_model', 'load_exported', 'check_export']
 
 # %% ../nbs/15_predict_export.ipynb #1771f6d7
 class ScoreModel(nn.Module):
@@ -114,6 +114,18 @@ def _top(s: torch.Tensor, # scores (classes,), or probabilities when `probs`
     top = p.topk(min(k, len(p)))
     return [(int(i), float(v)) for v, i in zip(top.values, top.indices)]
 
+def clip_pipeline(data, # a resolved DataConfig
+                  class_names, # the classes, as the dataset names them
+                  dims: int | None = None, # coordinates per joint of the clips (None: the config's)
+                  draws: bool = False, # the training-time temporal draws (no rotation, no move) instead of the test pipeline
+                 ) -> SkeletonDataset:
+    "An empty dataset whose `transform` is the test pipeline of `data` (or its temporal draws) for clips of `dims` coordinates."
+    cfg = dataclasses.replace(data, dims=dims or data.dims)
+    if draws: cfg = dataclasses.replace(cfg, random_rot=False, random_move=False)
+    return SkeletonDataset(cfg, "train" if draws else "test", None, [], [], class_names, len(class_names))
+
+
+# %% ../nbs/15_predict_export.ipynb #973f70ca
 class Predictor:
     "Top classes of raw clips through a checkpoint's own test-time pipeline (the config stored in it)."
     def __init__(self, net: ScoreModel, cfg, class_names, device="cpu", source: str = ""):
@@ -129,12 +141,9 @@ class Predictor:
     def pipeline(self, dims: int | None = None, # coordinates per joint of the clips (None: the config's)
                  draws: bool = False, # the training-time temporal draws (no rotation, no move) instead of the test pipeline
                 ) -> SkeletonDataset:
-        "An empty dataset whose `transform` is the checkpoint's test pipeline (or its temporal draws) for clips of `dims` coordinates."
+        "`clip_pipeline` of the checkpoint's data config, built once for each `(dims, draws)`."
         key = (dims or self.data.dims, draws)
-        if key not in self._pipelines:
-            cfg = dataclasses.replace(self.data, dims=key[0])
-            if draws: cfg = dataclasses.replace(cfg, random_rot=False, random_move=False)
-            self._pipelines[key] = SkeletonDataset(cfg, "train" if draws else "test", None, [], [], self.class_names, len(self.class_names))
+        if key not in self._pipelines: self._pipelines[key] = clip_pipeline(self.data, self.class_names, *key)
         return self._pipelines[key]
 
     @classmethod
