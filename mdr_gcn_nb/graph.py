@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .core import check_keys
+
 # %% auto #0
 __all__ = ['NTU25', 'KINECT20', 'COCO17', 'OPENPOSE25', 'LAYOUTS', 'STRATEGIES', 'DISTANCES', 'COCO17_OFF_BY_ONE', 'GRAPHS',
            'AUTHORS_GRAPHS', 'Layout', 'bone_pairs', 'get_layout', 'plot_layout', 'hop_distance', 'normalize_columns',
@@ -180,8 +182,7 @@ def partition(hop: np.ndarray, # (V, V) hop distances (inf beyond max_hop)
     "The `(K, V, V)` float32 adjacency tensor of an ST-GCN partition strategy."
     if strategy not in STRATEGIES: raise ValueError(f"unknown strategy {strategy!r}; known strategies: {', '.join(STRATEGIES)}")
     if distance not in DISTANCES: raise ValueError(f"unknown distance {distance!r}; known: {', '.join(DISTANCES)}")
-    V = hop.shape[0]
-    norm = normalize_columns((hop <= max_hop).astype(float))            # (V, V), columns sum to 1
+    norm = normalize_columns((hop <= max_hop).astype(float))            # (V, V), columns sum to 1; V = hop.shape[0]
     if strategy == "uniform": return norm[None].astype(np.float32)     # (1, V, V)
     if strategy == "distance":
         return np.stack([np.where(hop == d, norm, 0.0) for d in range(max_hop + 1)]).astype(np.float32)
@@ -277,8 +278,7 @@ def layout_from_dict(d: dict, # keys joints, edges, center (name, rest_pose opti
     if not isinstance(d, dict): fail(f"expected a mapping with keys {', '.join(_LAYOUT_KEYS)}, got {type(d).__name__}")
     miss = [k for k in _LAYOUT_KEYS if k not in d]
     if miss: fail(f"missing key(s) {', '.join(miss)}; a layout needs {', '.join(_LAYOUT_KEYS)} ({', '.join(_LAYOUT_OPTIONAL)} optional)")
-    extra = sorted(set(d) - set(_LAYOUT_KEYS + _LAYOUT_OPTIONAL))
-    if extra: fail(f"unknown key(s) {', '.join(map(str, extra))}; valid keys: {', '.join(_LAYOUT_KEYS + _LAYOUT_OPTIONAL)}")
+    check_keys(d, _LAYOUT_KEYS + _LAYOUT_OPTIONAL, error=lambda msg: ValueError(f"{where}: {msg}"))
     names = d["joints"]
     if not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)):
         fail("joints must be a non-empty list of joint names")
@@ -314,7 +314,7 @@ def load_layout(path, # a layout YAML file (keys: joints, edges, center; name, r
     p = Path(path)
     if not p.is_file(): raise ValueError(f"{p}: layout file not found")
     try: d = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e: raise ValueError(f"{p}: not a valid YAML file ({' '.join(str(e).split())[:160]})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e: raise ValueError(f"{p}: not a valid YAML file ({' '.join(str(e).split())[:160]})") from e
     return layout_from_dict(d, where=str(p), name=p.stem)
 
 # %% ../nbs/00_graph.ipynb #63d54b8b

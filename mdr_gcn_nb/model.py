@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cvsta import GCB, _removed
+from .facts import DATASETS
 from .gcn import STGCNUnit, make_residual
 from .graph import GRAPHS, Graph, fixed_graph
 from .tcn import TCB
@@ -63,10 +64,8 @@ class MDRGCNConfig:
             raise ValueError(f"tcn_kernels must be a non-empty tuple of odd kernel sizes, got {self.tcn_kernels}")
 
 # %% ../nbs/04_model.ipynb #372930c9
-PRESETS = {'gym':    dict(num_classes=99, layout='coco17', num_persons=1),
-           'fsd10':  dict(num_classes=10, layout='openpose25', num_persons=1),
-           'ntu60':  dict(num_classes=60, layout='ntu25', num_persons=2),
-           'ntu120': dict(num_classes=120, layout='ntu25', num_persons=2)}
+PRESETS = {k: dict(num_classes=DATASETS[k].num_classes, layout=DATASETS[k].layout, num_persons=DATASETS[k].num_persons)
+           for k in ('gym', 'fsd10', 'ntu60', 'ntu120')}   # from the table of dataset facts (00_facts)
 AUTHORS_DEFAULTS = dict(graph='authors', alpha='shared', combine='add', init='authors')   # their code (see below)
 
 # %% ../nbs/04_model.ipynb #1142a87e

@@ -12,17 +12,17 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .core import ConfigError, InputError
+from .core import ConfigError, DataFormatError, InputError
 from .train import (load_checkpoint, load_config, make_data_config,
                               build_model_and_criterion, load_weights)
 from .data import readers
-from .data.datasets import SkeletonDataset
+from .data.datasets import DataConfig, SkeletonDataset, read_pyskl
 from .data.ntu import ntu_clip, MAX_FRAMES
 from .data.transforms import valid_frames
 
 # %% auto #0
-__all__ = ['EXPORT_FORMATS', 'ScoreModel', 'npy_clips', 'read_input', 'Predictor', 'predict_paths', 'example_input',
-           'temporal_stride', 'export_model', 'load_exported', 'check_export']
+__all__ = ['EXPORT_FORMATS', 'ScoreModel', 'npy_clips', 'read_clips', 'read_input', 'clip_pipeline', 'Predictor', 'predict_paths',
+           'example_input', 'temporal_stride', 'export_model', 'load_exported', 'check_export']
 
 # %% ../nbs/15_predict_export.ipynb #1771f6d7
 class ScoreModel(nn.Module):
@@ -51,11 +51,6 @@ def _model_facts(ck: dict, cfg, layout: str) -> dict:
     return dict(num_classes=K, layout=layout, in_channels=C, num_persons=M)
 
 # %% ../nbs/15_predict_export.ipynb #e52f52ea
-def _fit_persons(x: np.ndarray, M: int) -> np.ndarray:
-    "The first `M` persons of a clip (C, T, V, M'), zero-padded to `M`."
-    if x.shape[-1] >= M: return np.ascontiguousarray(x[..., :M])
-    return np.concatenate([x, np.zeros(x.shape[:3] + (M - x.shape[-1],), x.dtype)], -1)
-
 def npy_clips(a: np.ndarray, # an array, e.g. read from a .npy file
               C: int, V: int, # channels and joints the model takes
               where: str = "array", # for messages
@@ -76,13 +71,13 @@ def npy_clips(a: np.ndarray, # an array, e.g. read from a .npy file
     return clips
 
 # %% ../nbs/15_predict_export.ipynb #12feb2b9
-def read_input(path, # a .skeleton file, a folder of OpenPose JSON, a .npy or a PYSKL .pkl
+def read_clips(path, # a .skeleton file, a folder of OpenPose JSON, a .npy or a PYSKL .pkl
                C: int, V: int, M: int, # what the model takes
-               data=None, # the checkpoint's resolved DataConfig (its PYSKL normalisation)
+               data=None, # the checkpoint's resolved DataConfig (a PYSKL file is read as its dataset reads it)
                image_size=None, # OpenPose: (w, h) maps pixels to [-0.5, 0.5] as ST-GCN does; None keeps pixels
                split: str | None = None, # PYSKL: only the clips of this split
-              ) -> list: # [(name, raw clip (C, T, V, M'))]
-    "The raw clips of one input, in the form their dataset stores them (before the test-time transforms)."
+              ) -> tuple: # ([(name, raw clip (C, T, V, M'))], coordinates per joint: 2 or 3 for a PYSKL file, else None)
+    "The raw clips of one input, in the form their dataset stores them (before the test-time transforms), and their coordinates when the file tells."
     p = Path(path)
     if not p.exists(): raise InputError(f"{p}: not found")
     try:
@@ -91,27 +86,46 @@ def read_input(path, # a .skeleton file, a folder of OpenPose JSON, a .npy or a 
             if image_size is not None:
                 seen = x[2:3] > 0                                                                  # undetected joints stay 0
                 x[:2] = np.where(seen, x[:2] / np.array(image_size, np.float32)[:, None, None, None] - 0.5, 0)
-            return [(p.name, x)]
+            return [(p.name, x)], None
         if p.suffix == ".skeleton":
             x = ntu_clip(p)                                                                        # (T', 2, 25, 3), centred
             x = np.concatenate([x, np.zeros((max(MAX_FRAMES - len(x), 0),) + x.shape[1:], x.dtype)])  # padded as preprocess-ntu does
-            return [(p.stem, x.transpose(3, 0, 2, 1))]                                             # (3, T, 25, 2)
+            return [(p.stem, x.transpose(3, 0, 2, 1))], None                                       # (3, T, 25, 2)
         if p.suffix == ".npy":
             try: a = np.load(p, allow_pickle=False)
-            except Exception as e: raise InputError(f"{p}: not a readable .npy ({type(e).__name__})") from None
+            except Exception as e: raise InputError(f"{p}: not a readable .npy ({type(e).__name__})") from e
             clips = npy_clips(a, C, V, str(p))
-            return [(p.name if len(clips) == 1 else f"{p.name}[{i}]", c) for i, c in enumerate(clips)]
-        if p.suffix in (".pkl", ".pickle"):
-            d = readers.load_pyskl(p, normalize=getattr(data, "normalize_2d", False), score_thr=getattr(data, "score_thr", 0.01))
-            annos = d["annotations"]
-            if split is not None:
-                if split not in d["split"]: raise InputError(f"{p}: no split {split!r} (it has {', '.join(d['split']) or 'none'})")
-                keep = set(d["split"][split]); annos = [a for a in annos if a["frame_dir"] in keep]
-            return [(str(a["frame_dir"]), readers.pyskl_clip(a)) for a in annos]
-    except readers.DataFormatError as e: raise InputError(str(e)) from None
+            return [(p.name if len(clips) == 1 else f"{p.name}[{i}]", c) for i, c in enumerate(clips)], None
+        if p.suffix in (".pkl", ".pickle"):                                                        # the dataset's own reading:
+            cfg = dataclasses.replace(data or DataConfig(kind="pyskl"), layout=None, max_samples=None)   # V is checked later
+            d = read_pyskl(cfg, split, path=p, check_labels=False)                                 # normalised as in training
+            return [(str(a["frame_dir"]), readers.pyskl_clip(a)) for a in d["annotations"]], d["dims"]
+    except DataFormatError as e: raise InputError(str(e)) from e
     raise InputError(f"{p}: unreadable format; expected a .skeleton file, a folder of OpenPose JSON, a .npy or a PYSKL .pkl")
 
+def read_input(path, C: int, V: int, M: int, data=None, image_size=None, split: str | None = None) -> list:
+    "The raw clips `[(name, clip (C, T, V, M'))]` of one input (`read_clips` without the coordinates)."
+    return read_clips(path, C, V, M, data, image_size, split)[0]
+
 # %% ../nbs/15_predict_export.ipynb #79409cfd
+def _top(s: torch.Tensor, # scores (classes,), or probabilities when `probs`
+         k: int, probs: bool = False) -> list: # [(class index, probability)], best first
+    p = s if probs else s.softmax(0)
+    top = p.topk(min(k, len(p)))
+    return [(int(i), float(v)) for v, i in zip(top.values, top.indices)]
+
+def clip_pipeline(data, # a resolved DataConfig
+                  class_names, # the classes, as the dataset names them
+                  dims: int | None = None, # coordinates per joint of the clips (None: the config's)
+                  draws: bool = False, # the training-time temporal draws (no rotation, no move) instead of the test pipeline
+                 ) -> SkeletonDataset:
+    "An empty dataset whose `transform` is the test pipeline of `data` (or its temporal draws) for clips of `dims` coordinates."
+    cfg = dataclasses.replace(data, dims=dims or data.dims)
+    if draws: cfg = dataclasses.replace(cfg, random_rot=False, random_move=False)
+    return SkeletonDataset(cfg, "train" if draws else "test", None, [], [], class_names, len(class_names))
+
+
+# %% ../nbs/15_predict_export.ipynb #973f70ca
 class Predictor:
     "Top classes of raw clips through a checkpoint's own test-time pipeline (the config stored in it)."
     def __init__(self, net: ScoreModel, cfg, class_names, device="cpu", source: str = ""):
@@ -122,7 +136,15 @@ class Predictor:
         self.C, self.V, self.M = m.in_channels, net.model.num_joints, m.num_persons
         dc = make_data_config({"seed": cfg.seed, **cfg.data}).resolved()
         self.data = dataclasses.replace(dc, noise_p=0.0)     # Table IV noise is a study's corruption, not preprocessing
-        self._test = SkeletonDataset(self.data, "test", None, [], [], self.class_names, len(self.class_names))
+        self._pipelines = {}                                  # (dims, draws) -> an empty SkeletonDataset, built once
+
+    def pipeline(self, dims: int | None = None, # coordinates per joint of the clips (None: the config's)
+                 draws: bool = False, # the training-time temporal draws (no rotation, no move) instead of the test pipeline
+                ) -> SkeletonDataset:
+        "`clip_pipeline` of the checkpoint's data config, built once for each `(dims, draws)`."
+        key = (dims or self.data.dims, draws)
+        if key not in self._pipelines: self._pipelines[key] = clip_pipeline(self.data, self.class_names, *key)
+        return self._pipelines[key]
 
     @classmethod
     def from_checkpoint(cls, path, # a checkpoint written by `mdr-gcn train` (best.pt or last.pt)
@@ -140,23 +162,24 @@ class Predictor:
     def preprocess(self, raw, # a clip as its dataset stores it, (C, T, V, M')
                    where: str = "clip", # names the clip in messages
                    draw: int = 0, # 0: the test pipeline; k > 0: the k-th random temporal draw
+                   dims: int | None = None, # coordinates per joint (2: x, y, score; 3: x, y, z); None: the config's
                   ) -> np.ndarray: # the network's input (C, T', V, M)
         "The checkpoint's test-time transforms of one raw clip."
         raw = np.asarray(raw, np.float32)
         if raw.ndim != 4 or raw.shape[0] != self.C or raw.shape[2] != self.V:
             raise InputError(f"{where}: clip of shape {raw.shape}, but this checkpoint's model takes (C={self.C}, T, V={self.V}, M) ({self.data.layout})")
-        x = _fit_persons(raw, self.M)
+        x = readers.fit_persons(raw, self.M)
         if valid_frames(x) == 0: raise InputError(f"{where}: empty clip (every value is 0)")
-        if draw == 0: return self._test.transform(x, 0)
-        aug = SkeletonDataset(dataclasses.replace(self.data, random_rot=False, random_move=False), "train", None, [], [],
-                              self.class_names, len(self.class_names))
-        aug.set_epoch(draw)                                   # the draw depends on (seed, draw) only
-        return aug.transform(x, 0)
+        ds = self.pipeline(dims, draws=draw > 0)
+        ds.set_epoch(draw)                                    # a draw depends on (seed, draw) only
+        return ds.transform(x, 0)
 
     @torch.no_grad()
     def scores(self, clips, # raw clips (C, T, V, M'): one array or a list
                clips_per_sample: int = 1, # K > 1: average the softmax of K temporal draws
-               where: str = "clip") -> np.ndarray: # (N, classes): scores as `mdr-gcn test` writes them (K = 1), or probabilities (K > 1)
+               where: str = "clip", # names the clips in messages
+               dims: int | None = None, # coordinates per joint of the clips (None: the config's)
+              ) -> np.ndarray: # (N, classes): scores as `mdr-gcn test` writes them (K = 1), or probabilities (K > 1)
         "Scores of raw clips."
         clips = [clips] if isinstance(clips, np.ndarray) and clips.ndim == 4 else list(clips)
         if clips_per_sample > 1 and self.data.temporal not in ("uniform", "crop_resize"):
@@ -165,8 +188,8 @@ class Predictor:
         out = []
         for i, c in enumerate(clips):
             w = where if len(clips) == 1 else f"{where}[{i}]"
-            xs = np.stack([self.preprocess(c, w, k) for k in range(clips_per_sample)])   # (K, C, T', V, M)
-            s = self.net(torch.from_numpy(xs).to(self.device)).float().cpu()             # (K, classes)
+            xs = np.stack([self.preprocess(c, w, k, dims) for k in range(clips_per_sample)])   # (K, C, T', V, M)
+            s = self.net(torch.from_numpy(xs).to(self.device)).float().cpu()                   # (K, classes)
             out.append(s[0] if clips_per_sample == 1 else s.softmax(1).mean(0))
         return torch.stack(out).numpy()
 
@@ -176,24 +199,20 @@ class Predictor:
                 ) -> list: # [(class name, probability)], best first
         "The top `k` classes of one raw clip with their probabilities."
         s = torch.from_numpy(self.scores(clip, clips)[0])
-        p = s if clips > 1 else s.softmax(0)
-        top = p.topk(min(k, len(p)))
-        return [(self.class_names[i], float(v)) for v, i in zip(top.values, top.indices)]
+        return [(self.class_names[i], p) for i, p in _top(s, k, probs=clips > 1)]
 
 # %% ../nbs/15_predict_export.ipynb #18dddd22
-def predict_paths(pred: Predictor, paths, # inputs, see `read_input`
+def predict_paths(pred: Predictor, paths, # inputs, see `read_clips`
                   k: int = 5, clips: int = 1, image_size=None, split=None) -> list: # [{'input', 'clip', 'top': [{'class', 'index', 'prob'}], 'scores'}]
     "Predictions for every clip of every input path."
     out = []
     for path in paths:
-        items = read_input(path, pred.C, pred.V, pred.M, pred.data, image_size, split)
+        items, dims = read_clips(path, pred.C, pred.V, pred.M, pred.data, image_size, split)
         if not items: raise InputError(f"{path}: no clips")
-        S = pred.scores([c for _, c in items], clips, where=str(path))                  # (n, classes)
+        S = pred.scores([c for _, c in items], clips, where=str(path), dims=dims)       # (n, classes)
         for (name, _), s in zip(items, torch.from_numpy(S)):
-            p = s if clips > 1 else s.softmax(0)
-            top = p.topk(min(k, len(p)))
             out.append({"input": str(path), "clip": name, "scores": s.tolist(),
-                        "top": [{"class": pred.class_names[i], "index": int(i), "prob": float(v)} for v, i in zip(top.values, top.indices)]})
+                        "top": [{"class": pred.class_names[i], "index": i, "prob": p} for i, p in _top(s, k, probs=clips > 1)]})
     return out
 
 # %% ../nbs/15_predict_export.ipynb #8d154ebb
@@ -205,7 +224,7 @@ def _need_onnx(runtime: bool = False):
     import importlib
     for name in ("onnx", "onnxscript") + (("onnxruntime",) if runtime else ()):
         try: importlib.import_module(name)
-        except ImportError: raise ConfigError(f"ONNX export needs the package {name}: {_EXTRA}") from None
+        except ImportError as e: raise ConfigError(f"ONNX export needs the package {name}: {_EXTRA}") from e
 
 def example_input(pred: Predictor, batch: int = 2, frames: int | None = None, seed: int = 0) -> torch.Tensor:
     "A random input (batch, C, T, V, M) for the predictor's network (T: the config's window, else 64)."

@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from .core import atomic_write_bytes, atomic_write_text
+from .facts import DATASETS, FSD10_CLASSES, NTU60_CLASSES
 
 # %% auto #0
-__all__ = ['POINTS', 'LAYOUT_POINTS', 'ANGLES', 'SKATE_CLASSES', 'FSD_T', 'GYM_IMG', 'NTU_SYNTH_ACTIONS', 'NTU_SYNTH_SETUPS',
-           'SAMPLES_README', 'forward_kinematics', 'skater_motion', 'project_2d', 'fsd_clip', 'make_fsd10',
-           'gym_annotation', 'make_gym', 'ntu_motion', 'ntu_recording', 'ntu_sample_names', 'make_ntu', 'make_samples']
+__all__ = ['POINTS', 'LAYOUT_POINTS', 'ANGLES', 'SKATE_CLASSES', 'FSD_T', 'FSD', 'GYM_IMG', 'GYM', 'NTU_SYNTH_ACTIONS',
+           'NTU_SYNTH_SETUPS', 'SAMPLES_README', 'forward_kinematics', 'skater_motion', 'project_2d', 'fsd_clip',
+           'make_fsd10', 'gym_annotation', 'make_gym', 'ntu_motion', 'ntu_recording', 'ntu_sample_names', 'make_ntu',
+           'make_samples']
 
 # %% ../nbs/10_synth.ipynb #3a9a6f88
 POINTS = ("pelvis", "spine_mid", "spine_shoulder", "neck", "head", "nose", "l_eye", "r_eye", "l_ear", "r_ear",
@@ -78,8 +80,7 @@ def forward_kinematics(q: dict, # per-frame angles (T,) for every name in ANGLES
     return np.stack([cy * x + sy * z, y, -sy * x + cy * z], -1) + q["root"][:, None, :]
 
 # %% ../nbs/10_synth.ipynb #022d9e08
-SKATE_CLASSES = ("2Axel", "3Axel", "3Flip", "3Loop", "3Lutz", "3Lutz_3Toeloop", "ChComboSpin4", "FlyCamelSpin4",
-                 "StepSequence3", "ChoreoSequence1")
+SKATE_CLASSES = FSD10_CLASSES  # the skater's 10 programs fill FSD-10's class slots (00_facts); the gym samples reuse them
 
 def _ramp(u, a, b):
     "0 before a, 1 after b, smooth in between."
@@ -176,18 +177,19 @@ def project_2d(pts: np.ndarray, # (..., 3) metres, y up
 
 # %% ../nbs/10_synth.ipynb #2e582f9e
 FSD_T = 64  # stored frames per synthetic FSD-10 clip (the real files store 1500)
+FSD = DATASETS["fsd10"]  # layout openpose25, 25 joints, one person
 
 def fsd_clip(label: int, rng: np.random.Generator, T: int = FSD_T) -> np.ndarray:
     "One synthetic FSD-10 clip of class `label`: (3, T, 25, 1) float32 = (x, y, confidence), zero-padded."
     L = int(rng.integers(44, T + 1))
     pts = forward_kinematics(skater_motion(label, L, rng), size=rng.uniform(0.9, 1.1))   # (L, 34, 3)
     xy = project_2d(pts, rng.uniform(-0.6, 0.6), rng.uniform(0.05, 0.3))
-    xy = xy[:, [_P[n] for n in LAYOUT_POINTS["openpose25"]]]                             # (L, 25, 2)
+    xy = xy[:, [_P[n] for n in LAYOUT_POINTS[FSD.layout]]]                               # (L, 25, 2)
     xy = (xy - xy[:, 8].mean(0)) * rng.uniform(0.25, 0.32) + rng.uniform(-0.05, 0.05, 2)
     xy = xy + rng.normal(0, 0.006, xy.shape)                                             # pose noise
-    conf = np.clip(rng.normal(0.8, 0.08, (L, 25)), 0.05, 0.99)
-    miss = rng.random((L, 25)) < 0.015                                                   # undetected joints
-    out = np.zeros((3, T, 25, 1), np.float32)
+    conf = np.clip(rng.normal(0.8, 0.08, (L, FSD.joints)), 0.05, 0.99)
+    miss = rng.random((L, FSD.joints)) < 0.015                                           # undetected joints
+    out = np.zeros((FSD.in_channels, T, FSD.joints, FSD.num_persons), np.float32)
     out[:2, :L, :, 0] = np.where(miss[..., None], 0, xy).transpose(2, 0, 1)
     out[2, :L, :, 0] = np.where(miss, 0, conf)
     return np.round(out, 5)
@@ -218,24 +220,25 @@ def _npy_bytes(a: np.ndarray) -> bytes:
 
 # %% ../nbs/10_synth.ipynb #954947e7
 GYM_IMG = (720, 1280)  # (h, w)
+GYM = DATASETS["gym"]  # layout coco17, 17 joints; the files also hold a coach, cut off by the dataset (one person)
 
 def gym_annotation(label: int, rng: np.random.Generator, frame_dir: str) -> dict:
     "One synthetic PYSKL annotation of class `label`."
     L = int(rng.integers(40, 101))
     h, w = GYM_IMG
     pts = forward_kinematics(skater_motion(label, L, rng), size=rng.uniform(0.9, 1.1))
-    xy = project_2d(pts, rng.uniform(-0.6, 0.6), rng.uniform(0.05, 0.3))[:, [_P[n] for n in LAYOUT_POINTS["coco17"]]]
+    xy = project_2d(pts, rng.uniform(-0.6, 0.6), rng.uniform(0.05, 0.3))[:, [_P[n] for n in LAYOUT_POINTS[GYM.layout]]]
     s = rng.uniform(140, 200)                                                             # pixels per metre
     xy = (xy - xy[:, 11:13].mean((0, 1))) * s + np.array([rng.uniform(0.35, 0.65) * w, rng.uniform(0.55, 0.7) * h])
     xy = xy + rng.normal(0, 2.0, xy.shape)
-    score = np.clip(rng.normal(0.85, 0.07, (L, 17)), 0.05, 0.99)
+    score = np.clip(rng.normal(0.85, 0.07, (L, GYM.joints)), 0.05, 0.99)
     kp, sc = [xy], [score]
     if rng.random() < 1 / 3:                                                              # a coach at the side
-        u, q = _base_pose(L, rng); q["root"][:, 0] = 0; q["yaw"] += rng.uniform(-1, 1)
-        cp = project_2d(forward_kinematics(q), 0.0)[:, [_P[n] for n in LAYOUT_POINTS["coco17"]]]
+        _, q = _base_pose(L, rng); q["root"][:, 0] = 0; q["yaw"] += rng.uniform(-1, 1)
+        cp = project_2d(forward_kinematics(q), 0.0)[:, [_P[n] for n in LAYOUT_POINTS[GYM.layout]]]
         cp = cp * 0.7 * s + np.array([rng.choice([0.1, 0.9]) * w, 0.6 * h]) + rng.normal(0, 2.0, cp.shape)
         vis = np.zeros(L, bool); a = int(rng.integers(0, L // 2)); vis[a:a + int(rng.integers(5, L // 2))] = True
-        kp.append(np.where(vis[:, None, None], cp, 0)); sc.append(np.where(vis[:, None], rng.uniform(0.2, 0.5, (L, 17)), 0))
+        kp.append(np.where(vis[:, None, None], cp, 0)); sc.append(np.where(vis[:, None], rng.uniform(0.2, 0.5, (L, GYM.joints)), 0))
     kp = np.clip(np.stack(kp), 0, [w - 1, h - 1])                                          # (M, L, 17, 2)
     return {"frame_dir": frame_dir, "label": int(label), "img_shape": GYM_IMG, "original_shape": GYM_IMG,
             "total_frames": L, "keypoint": kp.astype(np.float16), "keypoint_score": np.stack(sc).astype(np.float16)}
@@ -254,8 +257,7 @@ def make_gym(out_dir, seed: int = 0, n_train: int = 8, n_val: int = 4) -> Path:
     return out / "gym_synth.pkl"
 
 # %% ../nbs/10_synth.ipynb #e19813a0
-NTU_SYNTH_ACTIONS = {10: "clapping", 23: "hand waving", 26: "hopping", 27: "jump up",
-                     50: "punching/slapping other person", 58: "handshaking"}  # A number -> name
+NTU_SYNTH_ACTIONS = {a: NTU60_CLASSES[a - 1] for a in (10, 23, 26, 27, 50, 58)}  # A number -> name (00_facts)
 NTU_SYNTH_SETUPS = ((1, 1), (2, 3), (3, 2), (1, 3))  # (camera, subject) pairs recorded for every action
 _CAM_ANGLE = {1: 0.0, 2: -np.pi / 4, 3: np.pi / 4}
 
@@ -323,7 +325,7 @@ def ntu_recording(action: int, camera: int, subject: int, rng: np.random.Generat
         q = ntu_motion(action, L, rng, role)
         if two: q["yaw"] += np.pi / 2 if role == 0 else -np.pi / 2; q["root"][:, 0] += -0.45 if role == 0 else 0.45
         else: q["yaw"] += np.pi + rng.normal(0, 0.15); q["root"][:, 0] += rng.uniform(-0.3, 0.3)
-        pts = forward_kinematics(q, size)[:, [_P[n] for n in LAYOUT_POINTS["ntu25"]]]    # (L, 25, 3) world
+        pts = forward_kinematics(q, size)[:, [_P[n] for n in LAYOUT_POINTS[DATASETS["ntu60"].layout]]]    # (L, 25, 3) world
         tracks.append([pts])
     frames_xyz = []
     for tr in tracks:                                                                 # world -> Kinect camera frame
@@ -371,8 +373,8 @@ def ntu_sample_names() -> list:
 
 def make_ntu(out_dir, seed: int = 0) -> dict:
     "Write `skeletons/*.skeleton` (camera 2 with CRLF endings) and `NTU60_CS.npz` / `NTU60_CV.npz` made from them."
-    from mdr_gcn_nb.data.readers import write_skeleton
     from mdr_gcn_nb.data.ntu import preprocess_ntu
+    from mdr_gcn_nb.data.readers import write_skeleton
     out = Path(out_dir); sk = out / "skeletons"; sk.mkdir(parents=True, exist_ok=True)
     files = []
     for name in ntu_sample_names():

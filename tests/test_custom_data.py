@@ -74,8 +74,8 @@ def test_two_d_pickle_with_scores_and_two_persons(tmp_path):
 def test_gym_kind_is_the_pyskl_kind_with_finegym_defaults():
     p, lm = SAMPLES / "gym" / "gym_synth.pkl", SAMPLES / "gym" / "gym_synth_label_map.txt"
     g = build_dataset(DataConfig(kind="gym", path=str(p), label_map=str(lm)), "train")
-    q = build_dataset(DataConfig(kind="pyskl", path=str(p), label_map=str(lm), layout="coco17", num_persons=2,
-                                 normalize_2d=True), "train")
+    q = build_dataset(DataConfig(kind="pyskl", path=str(p), label_map=str(lm), layout="coco17", num_persons=1,
+                                 normalize_2d=True), "train")                       # FineGym: one person (facts.DATASETS)
     assert len(g) == len(q) and g.class_names == q.class_names
     for i in (0, 5, len(g) - 1): torch.testing.assert_close(g[i][0], q[i][0])
 
@@ -131,8 +131,8 @@ def test_make_dataset_from_npy_and_csv(tmp_path, stick):
 
 
 @pytest.mark.parametrize("bad, culprit, problem", [
-    ("nan", "c1.npy", "clip c1: NaN or infinite keypoint at person 0, frame 2, joint 3"),
-    ("joints", "c1.npy", "clip c1: keypoint has V=4 joints, but the layout stick has V=5"),
+    ("nan", "c1.npy", "c1: NaN or infinite keypoint at person 0, frame 2, joint 3"),
+    ("joints", "c1.npy", "c1: keypoint has V=4 joints, but the layout stick has V=5"),
     ("label", "l.csv", "line 3: clip c1: label out of range: 7 (expected 0..1)"),
     ("rank", "c1.npy", "clip c1: expected a numeric array (T, V, C) or (M, T, V, C) with C = 2 or 3"),
 ])
@@ -168,7 +168,7 @@ def test_make_dataset_from_openpose_json(tmp_path):
     ds = build_dataset(DataConfig(kind="pyskl", path=str(tmp_path / "op.pkl"), layout="openpose25", window=8), "test")
     np.testing.assert_allclose(ds.raw(1)[:, :, :, 0].transpose(1, 2, 0), kps[3].astype(np.float32), rtol=1e-6)   # x, y, score
     (tmp_path / "l.csv").write_text("name,label,split\nvideo0,0,train\nvideo1,1,test\n")
-    with pytest.raises(DataFormatError, match=r"clip video0: keypoint has V=25 joints, but the layout coco17 has V=17"):
+    with pytest.raises(DataFormatError, match=r"video0: keypoint has V=25 joints, but the layout coco17 has V=17"):
         make_dataset(tmp_path / "clips", tmp_path / "l.csv", tmp_path / "op2.pkl", "coco17")
 
 

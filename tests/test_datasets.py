@@ -19,7 +19,7 @@ REAL = Path(os.environ.get("MDR_REAL_SAMPLES", ROOT.parent / "shared" / "real_sa
 KINDS = {"fsd10": dict(path=str(SAMPLES / "fsd10")),
          "gym": dict(path=str(SAMPLES / "gym" / "gym_synth.pkl"), label_map=str(SAMPLES / "gym" / "gym_synth_label_map.txt")),
          "ntu": dict(path=str(SAMPLES / "ntu" / "NTU60_CS.npz"))}
-SHAPES = {"fsd10": (3, 64, 25, 1), "gym": (3, 64, 17, 2), "ntu": (3, 64, 25, 2)}
+SHAPES = {"fsd10": (3, 64, 25, 1), "gym": (3, 64, 17, 1), "ntu": (3, 64, 25, 2)}   # FineGym: one person (facts.DATASETS)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -112,11 +112,11 @@ def test_real_pyskl_annotation(tmp_path):
     pickle.dump({"split": {"train": [fd], "val": [fd]}, "annotations": [anno]}, open(tmp_path / "g.pkl", "wb"))
     ds = build_dataset(DataConfig(kind="gym", path=str(tmp_path / "g.pkl")), "test")
     x, y, _ = ds[0]
-    assert tuple(x.shape) == (3, 64, 17, 2) and y == 0 and ds.sample_names == [fd]
+    assert tuple(x.shape) == (3, 64, 17, 1) and y == 0 and ds.sample_names == [fd]      # the first of its 2 persons
     # (the real file's keypoints reach beyond img_shape (256, 340), so values can exceed 1)
     h, w = anno["img_shape"]
     kp0 = anno["keypoint"][0, 1, 0].astype(np.float32)                     # person 0, frame 1, nose
-    raw = ds.raw(0)                                                         # (3, 163, 17, 2) before sampling
+    raw = ds.raw(0)                                                         # (3, 163, 17, 1) before sampling
     np.testing.assert_allclose(raw[:2, 1, 0, 0], (kp0 - [w / 2, h / 2]) / [w / 2, h / 2], rtol=1e-3)
 
 
@@ -275,3 +275,31 @@ def test_coco_bones_are_the_graph_tree():
     "FineGym's bones: the graph's tree from the nose (the authors' intended gym_pairs), hips from the shoulders."
     bones = dict(get_layout("coco17").bones)
     assert bones[11] == 5 and bones[12] == 6 and bones[13] == 11 and bones[5] == 0 and bones[0] == 0
+
+
+# ---- one table of dataset facts
+def test_one_table_of_facts_feeds_data_model_and_synth():
+    "DataConfig's defaults, the model's PRESETS and the synthetic generator read facts.DATASETS; nothing restates it."
+    from mdr_gcn_nb import synth
+    from mdr_gcn_nb.data.datasets import KIND_FACTS
+    from mdr_gcn_nb.facts import DATASETS
+    from mdr_gcn_nb.model import PRESETS
+    for k, p in PRESETS.items():
+        f = DATASETS[k]
+        assert p == dict(num_classes=f.num_classes, layout=f.layout, num_persons=f.num_persons), k
+    for kind, key in KIND_FACTS.items():
+        f, r = DATASETS[key], DataConfig(kind=kind).resolved()
+        assert (r.layout, r.num_persons, r.window, r.temporal, r.coords) == (f.layout, f.num_persons, f.window, f.temporal, f.coords), kind
+    assert DATASETS["gym"].num_persons == 1 == PRESETS["gym"]["num_persons"]      # FineGym: the authors' num_person
+    assert synth.SKATE_CLASSES == DATASETS["fsd10"].class_names
+    assert all(DATASETS["ntu60"].class_names[a - 1] == n for a, n in synth.NTU_SYNTH_ACTIONS.items())
+    x = np.load(SAMPLES / "fsd10" / "test_data_25.npy", mmap_mode="r")           # (N, C, T, V, M)
+    f = DATASETS["fsd10"]
+    assert (x.shape[1], x.shape[3], x.shape[4]) == (f.in_channels, f.joints, f.num_persons)
+
+
+def test_real_samples_folder_is_read_when_used(monkeypatch):
+    "MDR_REAL_SAMPLES set after the import still moves the default MSR Action3D / UTKinect paths."
+    monkeypatch.setenv("MDR_REAL_SAMPLES", "/elsewhere/real")
+    assert DataConfig(kind="msr3d").resolved().path == "/elsewhere/real/msr_action3d"
+    assert DataConfig(kind="utkinect").resolved().path == "/elsewhere/real/utkinect"

@@ -102,6 +102,53 @@ def test_predict_equals_test_on_pyskl_pickle(tmp_path):
     np.testing.assert_allclose(mine, ref["scores"], atol=1e-4, rtol=0)
 
 
+def _tiny_pyskl(tmp, dims: int, n: int = 8, T: int = 12) -> Path:
+    "A small PYSKL file of COCO-17 clips: 2-D pixels with scores and img_shape, or 3-D (x, y, z) without."
+    import pickle
+    rng, annos = np.random.default_rng(dims), []
+    for i in range(n):
+        a = dict(frame_dir=f"clip{i}", label=i % 2, total_frames=T)
+        if dims == 2:
+            a.update(keypoint=rng.uniform(0, 320, (1, T, 17, 2)).astype(np.float16), img_shape=(240, 320),
+                     keypoint_score=rng.uniform(0.5, 1, (1, T, 17)).astype(np.float16))
+        else: a["keypoint"] = rng.normal(0, 1, (1, T, 17, 3)).astype(np.float32)
+        annos.append(a)
+    names = [a["frame_dir"] for a in annos]
+    p = Path(tmp) / f"tiny{dims}d.pkl"
+    pickle.dump({"split": {"train": names[:6], "val": names[6:]}, "annotations": annos}, open(p, "wb"))
+    return p
+
+
+def _pyskl_run(tmp, dims: int, modality: str):
+    "Train on a tiny PYSKL file (kind pyskl), then `mdr-gcn test` and `mdr-gcn predict` on its val clips."
+    f = _tiny_pyskl(tmp, dims)
+    conf = Path(tmp) / "c.yaml"
+    conf.write_text(f"name: p{dims}\nseed: 0\nthreads: 1\n"
+                    f"data: {{kind: pyskl, path: {f}, layout: coco17, window: 12, modality: {modality}}}\n"
+                    "model: {name: mdrgcn}\nloss: {name: softmax}\n"
+                    "optim: {epochs: 1, batch_size: 4, lr: 0.1, weight_decay: 1.0e-4, warmup_epochs: 0, milestones: []}\n")
+    ck, ref = _train(tmp, conf)
+    recs = _predict_json(ck, f, extra=("--split", "val"))
+    by_name = {r["clip"]: r["scores"] for r in recs}
+    return ck, ref, np.array([by_name[n] for n in ref["sample_names"]])
+
+
+def test_predict_normalizes_2d_pyskl_as_the_dataset(tmp_path):
+    "kind pyskl, normalize_2d unset: the dataset normalises 2-D pixels with img_shape, and so must predict."
+    ck, ref, mine = _pyskl_run(tmp_path, 2, "joint")
+    np.testing.assert_allclose(mine, ref["scores"], atol=1e-4, rtol=0)
+
+
+def test_predict_3d_pyskl_is_3d(tmp_path):
+    "A 3-D PYSKL file: the bones subtract z too (coords=3) in predict as in the dataset."
+    from mdr_gcn_nb.predict import Predictor
+    ck, ref, mine = _pyskl_run(tmp_path, 3, "bone")
+    np.testing.assert_allclose(mine, ref["scores"], atol=1e-4, rtol=0)
+    from mdr_gcn_nb.predict import read_clips
+    pred = Predictor.from_checkpoint(ck)
+    assert read_clips(_tiny_pyskl(tmp_path, 3), pred.C, pred.V, pred.M, pred.data)[1] == 3
+
+
 def test_openpose_folder(fsd_run, tmp_path):
     from mdr_gcn_nb.predict import Predictor, read_input
     pred = Predictor.from_checkpoint(fsd_run[0])

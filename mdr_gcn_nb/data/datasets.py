@@ -6,59 +6,44 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..core import DataFormatError, atomic_write
+from ..facts import DATASETS, FSD10_CLASSES, NTU60_CLASSES, default_path
 from ..graph import get_layout
 from . import readers
 from . import transforms as tf
 
 # %% auto #0
-__all__ = ['FSD10_CLASSES', 'NTU60_CLASSES', 'KINDS', 'TEMPORAL', 'DataConfig', 'sample_rng', 'SkeletonDataset', 'build_dataset',
-           'make_dataset']
+__all__ = ['KINDS', 'KIND_FACTS', 'TEMPORAL', 'kind_defaults', 'DataConfig', 'sample_rng', 'SkeletonDataset', 'read_pyskl',
+           'build_dataset', 'make_dataset']
 
 # %% ../../nbs/09_data_datasets.ipynb #5ed7800c
-FSD10_CLASSES = readers.FSD10_CLASSES  # order of the issue; the official index order is unconfirmed (make it part of the config)
-
-NTU60_CLASSES = (
-    "drink water", "eat meal/snack", "brushing teeth", "brushing hair", "drop", "pickup", "throw",
-    "sitting down", "standing up", "clapping", "reading", "writing", "tear up paper", "wear jacket",
-    "take off jacket", "wear a shoe", "take off a shoe", "wear on glasses", "take off glasses",
-    "put on a hat/cap", "take off a hat/cap", "cheer up", "hand waving", "kicking something",
-    "reach into pocket", "hopping", "jump up", "make a phone call", "playing with phone/tablet",
-    "typing on a keyboard", "pointing to something with finger", "taking a selfie", "check time (from watch)",
-    "rub two hands together", "nod head/bow", "shake head", "wipe face", "salute", "put the palms together",
-    "cross hands in front", "sneeze/cough", "staggering", "falling", "touch head (headache)",
-    "touch chest (stomachache/heart pain)", "touch back (backache)", "touch neck (neckache)",
-    "nausea or vomiting condition", "use a fan/feeling warm", "punching/slapping other person",
-    "kicking other person", "pushing other person", "pat on back of other person",
-    "point finger at the other person", "hugging other person", "giving something to other person",
-    "touch other person's pocket", "handshaking", "walking towards each other", "walking apart from each other")
-
 KINDS = ("fsd10", "gym", "ntu", "pyskl", "msr3d", "utkinect")
-# the real MSR Action3D / UTKinect files: $MDR_REAL_SAMPLES, default ../shared/real_samples beside the repository
-_REAL = os.environ.get("MDR_REAL_SAMPLES", "../shared/real_samples")
-_DEFAULTS = {  # per-kind defaults (SPEC §5b)
-    "fsd10": dict(path="data_samples/fsd10", layout="openpose25", coords=2, num_persons=1, window=None,
-                  temporal="pad", random_rot=False, random_move=True, center_joint=None),
-    "gym": dict(path="data_samples/gym/gym_synth.pkl", layout="coco17", coords=2, num_persons=2, window=64,
-                temporal="uniform", random_rot=False, random_move=False, center_joint=None, normalize_2d=True),
-    "ntu": dict(path="data_samples/ntu/NTU60_CS.npz", layout="ntu25", coords=3, num_persons=2, window=64,
-                temporal="crop_resize", random_rot=True, random_move=False, center_joint=None),
-    "pyskl": dict(path=None, layout=None, coords=None, num_persons=None, window=64,   # layout, path: yours; the rest from the file
-                  temporal="uniform", random_rot=False, random_move=False, center_joint=None),
-    # MSR Action3D and UTKinect (13_data_kinect): Kinect v1, one person, centred on HipCenter of the first frame
-    "msr3d": dict(path=f"{_REAL}/msr_action3d", layout="kinect20", coords=3, num_persons=1, window=32,
-                  temporal="uniform", random_rot=False, random_move=False, center_joint=0),
-    "utkinect": dict(path=f"{_REAL}/utkinect", layout="kinect20", coords=3, num_persons=1, window=32,
-                     temporal="uniform", random_rot=False, random_move=False, center_joint=0),
+KIND_FACTS = {"fsd10": "fsd10", "gym": "gym", "ntu": "ntu60", "msr3d": "msr3d", "utkinect": "utkinect"}  # kind -> DATASETS key
+_PIPELINE = {  # per-kind switches of the training pipeline (the authors' feeders, see the table above)
+    "fsd10": dict(random_rot=False, random_move=True, center_joint=None),
+    "gym": dict(random_rot=False, random_move=False, center_joint=None, normalize_2d=True),
+    "ntu": dict(random_rot=True, random_move=False, center_joint=None),
+    "pyskl": dict(random_rot=False, random_move=False, center_joint=None, window=64, temporal="uniform"),  # the rest: the file
+    # MSR Action3D and UTKinect (13_data_kinect): centred on HipCenter of the first frame
+    "msr3d": dict(random_rot=False, random_move=False, center_joint=0),
+    "utkinect": dict(random_rot=False, random_move=False, center_joint=0),
 }
 TEMPORAL = ("pad", "crop_resize", "uniform", "none")
+
+def kind_defaults(kind: str) -> dict:
+    "The defaults of a data kind: its dataset's facts (path, layout, persons, window, temporal step) and its pipeline switches."
+    d = dict(_PIPELINE[kind])
+    if kind in KIND_FACTS:
+        f = DATASETS[KIND_FACTS[kind]]
+        d.update(path=default_path(KIND_FACTS[kind]), layout=f.layout, num_persons=f.num_persons, window=f.window, temporal=f.temporal)
+    return d
 
 # %% ../../nbs/09_data_datasets.ipynb #b3035015
 @dataclass
@@ -66,7 +51,7 @@ class DataConfig:
     "Settings of one dataset; `None` fields take the default of `kind` (see `resolved()`)."
     kind: str = "fsd10"  # 'fsd10' | 'gym' | 'ntu' | 'pyskl' (your own skeletons) | 'msr3d' | 'utkinect'
     path: str | None = None  # fsd10: folder with {split}_data_25.npy/{split}_label_25.pkl; gym/pyskl: the pickle; ntu: the npz; msr3d/utkinect: the folder
-    window: int | None = None  # frames per clip (fsd10: None keeps the stored length; gym/ntu: 64)
+    window: int | None = None  # frames per clip (fsd10: None keeps the stored length; gym/ntu/pyskl: 64; msr3d/utkinect: 32)
     temporal: str | None = None  # 'pad' | 'crop_resize' | 'uniform' | 'none'
     modality: str = "joint"  # 'joint' | 'bone' | 'motion' | 'bone_motion'
     p_interval_train: tuple = (0.5, 1.0)  # crop_resize: random crop fraction in training (CTR-GCN)
@@ -81,7 +66,7 @@ class DataConfig:
     noise_unit: str = "value"  # 'value' or 'joint'
     seed: int = 0  # base of every per-sample random generator
     layout: str | None = None  # graph layout: a name (openpose25 / coco17 / ntu25) or a layout .yaml file (pyskl: required)
-    num_persons: int | None = None  # M: persons kept/padded (gym: 2; pyskl: the most in any clip of the file)
+    num_persons: int | None = None  # M: persons kept/padded (the dataset's facts; pyskl: the most in any clip of the file)
     dims: int | None = None  # pyskl: coordinates per joint, 2 or 3 (None: what the file has)
     num_classes: int | None = None  # pyskl: number of classes (None: len(class_names), else the file's largest label + 1)
     class_names: tuple | None = None  # fsd10: order of the 10 classes; gym: names for the labels
@@ -117,13 +102,13 @@ class DataConfig:
 
     def resolved(self) -> "DataConfig":
         "A copy with every `None` default of this kind filled in."
-        d = _DEFAULTS[self.kind]
-        return dataclasses.replace(self, **{k: d[k] for k in d if k != "coords" and getattr(self, k) is None})
+        d = kind_defaults(self.kind)
+        return dataclasses.replace(self, **{k: v for k, v in d.items() if getattr(self, k) is None})
 
     @property
     def coords(self) -> int:
         "Coordinate channels: 3 (x, y, z) for NTU and the Kinect v1 sets, 2 (x, y; the third channel is a score) for FSD-10 and FineGym, `dims` for pyskl."
-        return self.dims or _DEFAULTS[self.kind]["coords"] or 2
+        return self.dims or (DATASETS[KIND_FACTS[self.kind]].coords if self.kind in KIND_FACTS else 2)
 
 
 # %% ../../nbs/09_data_datasets.ipynb #bcf68774
@@ -142,7 +127,7 @@ class SkeletonDataset(Dataset):
         self.bones = get_layout(cfg.layout).bones
         if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= self.num_classes):
             bad = int(self.labels[(self.labels < 0) | (self.labels >= self.num_classes)][0])
-            raise readers.DataFormatError(f"{cfg.path}: label {bad} is out of range 0..{self.num_classes - 1} ({split} split)")
+            raise DataFormatError(f"{cfg.path}: label {bad} is out of range 0..{self.num_classes - 1} ({split} split)")
 
     def __len__(self): return len(self.labels)
 
@@ -162,7 +147,7 @@ class SkeletonDataset(Dataset):
         rng = sample_rng(c.seed, self.epoch, i) if self.train else None
         W = c.window or x.shape[1]
         if tf.valid_frames(x) == 0:
-            raise readers.DataFormatError(f"{c.path}: sample {i} ({self.sample_names[i]}) is an empty clip (all zeros)")
+            raise DataFormatError(f"{c.path}: sample {i} ({self.sample_names[i]}) is an empty clip (all zeros)")
         if c.temporal == "pad": x = tf.pad_or_truncate(x, W)
         elif c.temporal == "crop_resize":
             x = tf.crop_resize(x, W, c.p_interval_train if self.train else c.p_interval_test, rng, c.min_frames)
@@ -215,25 +200,43 @@ class _PysklRaw:
     def __init__(self, annos, num_persons): self.annos, self.num_persons = annos, num_persons
     def __call__(self, i): return readers.pyskl_clip(self.annos[i], self.num_persons)   # (3, T, V, M)
 
+def _pyskl_split(path, d: dict, split: str) -> list:
+    "The annotations of `split` ('test' reads 'val' when the file has no 'test'); all of them when the file has no splits."
+    annos, splits = d["annotations"], d["split"]
+    if not splits: return annos
+    key = split if split in splits else ("val" if split == "test" and "val" in splits else None)
+    if key is None: raise DataFormatError(f"{path}: no {split!r} split (the file has {', '.join(splits) or 'none'})")
+    keep = set(splits[key])
+    return [a for a in annos if a["frame_dir"] in keep]
+
+def read_pyskl(cfg: DataConfig, # a resolved `gym` or `pyskl` config
+               split: str | None = None, # the clips of this split (None: every clip)
+               path=None, # another file to read the same way (default: cfg.path)
+               check_labels: bool = True, # check labels against the class names / num_classes of cfg
+              ) -> dict: # annotations, dims, num_persons (most in a clip), class_names (or None), num_classes
+    "A PYSKL pickle as the `gym` and `pyskl` kinds read it: checked, cut to `split` and `max_samples`, 2-D pixels normalised when `normalize_2d` (None: when every clip has img_shape)."
+    path = cfg.path if path is None else path
+    d = readers.load_pyskl(path, label_map=(cfg.class_names or cfg.label_map) if check_labels else None,
+                           num_classes=cfg.num_classes if check_labels else None,
+                           layout=cfg.layout, dims=2 if cfg.kind == "gym" else cfg.dims)
+    allc = d["annotations"]
+    dims = int(np.shape(allc[0]["keypoint"])[-1])                                # load_pyskl: the same in every clip
+    annos = allc if split is None else _pyskl_split(path, d, split)
+    annos = annos[:_limit(len(annos), cfg)]
+    norm = cfg.normalize_2d if cfg.normalize_2d is not None else dims == 2 and all("img_shape" in a for a in allc)
+    if norm: annos = [readers._normalize_anno(path, a, cfg.score_thr) for a in annos]
+    K = cfg.num_classes or (len(d["class_names"]) if d["class_names"] else 1 + max(int(a["label"]) for a in allc))
+    return dict(annotations=annos, dims=dims, num_persons=max(int(np.shape(a["keypoint"])[0]) for a in allc),
+                class_names=d["class_names"], num_classes=K)
+
 def _pyskl(cfg: DataConfig, split: str) -> SkeletonDataset:
     "FineGym (`gym`) and your own skeletons (`pyskl`): one PYSKL pickle, checked against the layout."
-    d = readers.load_pyskl(cfg.path, label_map=cfg.class_names or cfg.label_map, num_classes=cfg.num_classes,
-                           layout=cfg.layout, dims=2 if cfg.kind == "gym" else cfg.dims)
-    annos, splits = d["annotations"], d["split"]
-    dims = int(np.shape(annos[0]["keypoint"])[-1])
-    if splits:
-        key = split if split in splits else ("val" if split == "test" and "val" in splits else None)
-        if key is None: raise ValueError(f"{cfg.path}: no {split!r} split (the file has {', '.join(splits) or 'none'})")
-        keep = set(splits[key]); annos = [a for a in annos if a["frame_dir"] in keep]
-    annos = annos[:_limit(len(annos), cfg)]
-    norm = cfg.normalize_2d if cfg.normalize_2d is not None else dims == 2 and all("img_shape" in a for a in d["annotations"])
-    if norm: annos = [readers._normalize_anno(cfg.path, a, cfg.score_thr) for a in annos]
-    K = cfg.num_classes or (len(d["class_names"]) if d["class_names"] else 1 + max(int(a["label"]) for a in d["annotations"]))
+    d = read_pyskl(cfg, split)
+    annos, K = d["annotations"], d["num_classes"]
     classes = d["class_names"] or [f"class_{k}" for k in range(K)]
-    M = cfg.num_persons or max(int(np.shape(a["keypoint"])[0]) for a in d["annotations"])
-    cfg = dataclasses.replace(cfg, dims=dims, num_persons=M)
-    return SkeletonDataset(cfg, split, _PysklRaw(annos, M), [int(a["label"]) for a in annos], [a["frame_dir"] for a in annos],
-                           classes, K)
+    cfg = dataclasses.replace(cfg, dims=d["dims"], num_persons=cfg.num_persons or d["num_persons"])
+    return SkeletonDataset(cfg, split, _PysklRaw(annos, cfg.num_persons), [int(a["label"]) for a in annos],
+                           [a["frame_dir"] for a in annos], classes, K)
 
 # %% ../../nbs/09_data_datasets.ipynb #a1c2ec14
 class _NtuRaw(_Lazy):
@@ -241,9 +244,7 @@ class _NtuRaw(_Lazy):
         self.path, self.split, self.M, self._cache = str(path), split, num_persons, x
     def __call__(self, i):
         if self._cache is None: self._cache = readers.load_ntu_npz(self.path, self.split, check_finite=False)[0]
-        c = np.asarray(self._cache[i], np.float32)                                 # (3, T, 25, 2)
-        M = self.M
-        return c[..., :M] if c.shape[-1] >= M else np.concatenate([c, np.zeros(c.shape[:3] + (M - c.shape[-1],), np.float32)], -1)
+        return readers.fit_persons(np.asarray(self._cache[i], np.float32), self.M)   # (3, T, 25, 2) -> (3, T, 25, M)
 
 def _ntu(cfg: DataConfig, split: str) -> SkeletonDataset:
     x, y = readers.load_ntu_npz(cfg.path, split)                                    # (N, 3, T, 25, 2), (N,)
@@ -324,7 +325,7 @@ def make_dataset(src, # folder of the clips: <name>.npy arrays and/or <name>/ fo
     if class_names is None and not all(lab.lstrip("-").isdigit() for _, _, lab, _ in rows):
         class_names = sorted({lab for _, _, lab, _ in rows})
     index = {c: k for k, c in enumerate(class_names)} if class_names is not None else None
-    annos, split = [], {}
+    annos, split, shape = [], {}, {"V": lay.num_joints, "V_from": f"the layout {lay.name}"}
     for line, name, lab, sp in rows:
         if index is not None and lab in index: label = index[lab]
         elif lab.lstrip("-").isdigit(): label = int(lab)
@@ -332,17 +333,12 @@ def make_dataset(src, # folder of the clips: <name>.npy arrays and/or <name>/ fo
         if label < 0 or (class_names is not None and label >= len(class_names)):
             readers._fail(csv, f"line {line}: clip {name}: label out of range: {label} (expected 0..{'' if class_names is None else len(class_names) - 1})")
         kp, sc, f = _clip_arrays(src, name, csv, line, score)
-        if kp.shape[2] != lay.num_joints:
-            readers._fail(f, f"clip {name}: keypoint has V={kp.shape[2]} joints, but the layout {lay.name} has V={lay.num_joints} (shape {kp.shape})")
-        if kp.shape[1] == 0: readers._fail(f, f"clip {name}: empty clip (0 frames)")
-        if not np.isfinite(kp).all(): readers._fail(f, f"clip {name}: NaN or infinite keypoint at {readers._where_bad(kp)}")
         a = dict(frame_dir=name, label=label, keypoint=kp, total_frames=int(kp.shape[1]))
         if sc is not None: a["keypoint_score"] = sc
+        readers._check_anno(f, len(annos), a, None, shape)    # V against the layout, one C, not empty, finite
         annos.append(a); split.setdefault(sp, []).append(name)
-    shape = {"V": lay.num_joints, "V_from": f"the layout {lay.name}"}
-    for i, a in enumerate(annos): readers._check_anno(out, i, a, None if class_names is None else len(class_names), shape)
     d = {"split": split, "annotations": annos}
     if class_names is not None: d["class_names"] = list(class_names)
-    readers.atomic_write(out, lambda f: pickle.dump(d, f, protocol=4))
+    atomic_write(out, lambda f: pickle.dump(d, f, protocol=4))
     return dict(path=str(out), clips={k: len(v) for k, v in split.items()}, num_classes=len(class_names) if class_names else
                 1 + max(a["label"] for a in annos), V=lay.num_joints, C=shape["C"], M=max(a["keypoint"].shape[0] for a in annos))

@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from ..graph import KINECT20
-from .readers import DataFormatError
+from ..core import DataFormatError
+from ..facts import MSR3D_ACTIONS, UTK_ACTIONS
 from .datasets import SkeletonDataset, _limit
 
 # %% auto #0
-__all__ = ['MSR_JOINTS', 'MSR_TO_KINECT20', 'KINECT20_FROM_MSR', 'MSR_BODY_MODEL_BONES', 'MSR3D_ACTIONS', 'MSR3D_ACTION_SETS',
-           'MSR3D_XSUB', 'MSR3D_EMPTY', 'MSR3D_LIST', 'UTK_ACTIONS', 'UTK_TRAIN_SUBJECTS', 'read_msr3d', 'write_msr3d',
-           'write_utkinect', 'parse_msr3d_name', 'msr3d_names', 'read_utkinect', 'cut_by_frame', 'read_utkinect_labels',
+__all__ = ['MSR_JOINTS', 'MSR_TO_KINECT20', 'KINECT20_FROM_MSR', 'MSR_BODY_MODEL_BONES', 'MSR3D_ACTION_SETS', 'MSR3D_XSUB',
+           'MSR3D_EMPTY', 'MSR3D_LIST', 'UTK_TRAIN_SUBJECTS', 'read_msr3d', 'write_msr3d', 'write_utkinect',
+           'parse_msr3d_name', 'msr3d_names', 'read_utkinect', 'cut_by_frame', 'read_utkinect_labels',
            'utkinect_segments', 'msr3d_dataset', 'utkinect_dataset']
 
 # %% ../../nbs/13_data_kinect.ipynb #aea7ffff
@@ -32,17 +33,13 @@ MSR_BODY_MODEL_BONES = ((7, 4), (4, 3), (3, 20), (3, 1), (3, 2), (1, 8), (2, 9),
                         (7, 5), (7, 6), (5, 14), (6, 15), (14, 16), (15, 17), (16, 18), (17, 19))   # body_model.mat `bones`, 1-based MSR order
 
 # %% ../../nbs/13_data_kinect.ipynb #b589260a
-MSR3D_ACTIONS = ("high arm wave", "horizontal arm wave", "hammer", "hand catch", "forward punch", "high throw",
-                 "draw X", "draw tick", "draw circle", "hand clap", "two hand wave", "side boxing", "bend",
-                 "forward kick", "side kick", "jogging", "tennis swing", "tennis serve", "golf swing",
-                 "pickup and throw")   # action_names.mat; action a (1-based) is MSR3D_ACTIONS[a - 1]
+# class names: MSR3D_ACTIONS (action a, 1-based, is MSR3D_ACTIONS[a - 1]) and UTK_ACTIONS live in the table of dataset facts (00_facts)
 MSR3D_ACTION_SETS = {"AS1": (2, 3, 5, 6, 10, 13, 18, 20), "AS2": (1, 4, 7, 8, 9, 11, 12, 14),
                      "AS3": (6, 14, 15, 16, 17, 18, 19, 20)}   # tr_te_splits.mat `action_sets` (Li et al. 2010)
 MSR3D_XSUB = {"train": (1, 3, 5, 7, 9), "test": (2, 4, 6, 8, 10)}   # the usual cross-subject protocol
 MSR3D_EMPTY = ("a13_s09_e02",)   # all zeros in the dataset: skipped (with a warning) when no list file is used
 MSR3D_LIST = "files_used_in_cvpr12_paper.txt"   # the 557 sequences of the standard protocol
 
-UTK_ACTIONS = ("walk", "sitDown", "standUp", "pickUp", "carry", "throw", "push", "pull", "waveHands", "clapHands")
 UTK_TRAIN_SUBJECTS = ((2, 5, 7, 8, 9), (2, 3, 8, 9, 10), (2, 3, 6, 7, 8), (3, 5, 6, 8, 9), (2, 4, 5, 6, 10),
                       (3, 6, 7, 8, 9), (1, 2, 4, 6, 7), (2, 7, 8, 9, 10), (1, 3, 6, 9, 10), (1, 6, 8, 9, 10))
 # ^ the 10 random 5/5 subject splits of UTKinect's tr_te_splits.mat (`tr_subjects`); the rest are test subjects
@@ -53,13 +50,13 @@ def _text_lines(path) -> list:
     path = Path(path)
     if not path.is_file(): raise DataFormatError(f"{path}: file not found")
     try: text = path.read_text()
-    except UnicodeDecodeError: raise DataFormatError(f"{path}: not a text file") from None
+    except UnicodeDecodeError as e: raise DataFormatError(f"{path}: not a text file") from e
     return text.rstrip().splitlines()
 
 def _floats(path, ln: int, fields) -> list:
     "`fields` as finite floats, or a one-line error naming the file and line."
     try: vals = [float(f) for f in fields]
-    except ValueError: raise DataFormatError(f"{path}: line {ln}: non-numeric field in {' '.join(fields)[:60]!r}") from None
+    except ValueError as e: raise DataFormatError(f"{path}: line {ln}: non-numeric field in {' '.join(fields)[:60]!r}") from e
     if not all(math.isfinite(v) for v in vals): raise DataFormatError(f"{path}: line {ln}: NaN or infinite value in {' '.join(fields)[:60]!r}")
     return vals
 

@@ -280,9 +280,10 @@ def preprocess_ntu(skeleton_dir, # folder of NTU RGB+D `.skeleton` files
         return x, y
     for b in benches:
         tr, te = split_indices(meta, b)
-        x_train, y_train = pack(tr); x_test, y_test = pack(te)
+        (x_train, y_train), (x_test, y_test) = pack(tr), pack(te)
+        arrays = dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
         path = out_dir / _BENCH[b]
-        atomic_write(path, lambda f: np.savez(f, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test))
-        del x_train, x_test
+        atomic_write(path, lambda f, a=arrays: np.savez(f, **a))
+        del x_train, x_test, arrays                                  # free this benchmark's arrays before the next
         result[b] = path; result[f"{b}_train"] = len(tr); result[f"{b}_test"] = len(te)
     return result

@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from ..core import DataFormatError, atomic_write
+from ..facts import FSD10_CLASSES
 from .skeleton_parser import _P10, _skeleton_kernel
 
 # %% auto #0
-__all__ = ['JOINT_FIELDS', 'FSD10_CLASSES', 'read_skeleton', 'skeleton_bodies', 'skeleton_frames', 'write_skeleton',
-           'skeleton_from_xyz', 'parse_ntu_name', 'plot_clip', 'load_ntu_npz', 'safe_unpickle', 'load_label_map',
-           'load_pyskl', 'pyskl_clip', 'load_fsd10', 'read_openpose_dir']
+__all__ = ['JOINT_FIELDS', 'read_skeleton', 'skeleton_bodies', 'skeleton_frames', 'write_skeleton', 'skeleton_from_xyz',
+           'parse_ntu_name', 'plot_clip', 'load_ntu_npz', 'safe_unpickle', 'load_label_map', 'load_pyskl',
+           'fit_persons', 'pyskl_clip', 'load_fsd10', 'read_openpose_dir']
 
 # %% ../../nbs/06_data_readers.ipynb #5b89fb00
 def _fail(path, problem: str):
@@ -393,6 +394,13 @@ def _normalize_anno(path, a: dict, score_thr: float) -> dict:
     if "keypoint_score" in a: kp[np.asarray(a["keypoint_score"]) <= score_thr] = 0
     return {**a, "keypoint": kp.astype(np.float32)}
 
+def fit_persons(x: np.ndarray, # clip (C, T, V, M')
+                M: int, # persons the model takes
+               ) -> np.ndarray: # (C, T, V, M), contiguous
+    "The first `M` persons of a clip, zero-padded to `M` when it has fewer (datasets and `predict` keep persons this way)."
+    if x.shape[-1] >= M: return np.ascontiguousarray(x[..., :M])
+    return np.concatenate([x, np.zeros(x.shape[:3] + (M - x.shape[-1],), x.dtype)], -1)
+
 def pyskl_clip(anno: dict, # one (validated) PYSKL annotation
                num_persons: int | None = None, # keep / zero-pad to M persons (default: all)
               ) -> np.ndarray: # (3, T, V, M) float32: x, y, score (2-D) or x, y, z (3-D)
@@ -402,15 +410,9 @@ def pyskl_clip(anno: dict, # one (validated) PYSKL annotation
         sc = np.asarray(anno["keypoint_score"], np.float32) if "keypoint_score" in anno else np.ones(kp.shape[:3], np.float32)
         kp = np.concatenate([kp, sc[..., None]], -1)                    # (M, T, V, 3)
     x = kp.transpose(3, 1, 2, 0)                                        # (3, T, V, M)
-    if num_persons is not None:
-        M = x.shape[-1]
-        x = x[..., :num_persons] if M >= num_persons else np.concatenate([x, np.zeros(x.shape[:3] + (num_persons - M,), np.float32)], -1)
-    return np.ascontiguousarray(x)
+    return np.ascontiguousarray(x) if num_persons is None else fit_persons(x, num_persons)
 
 # %% ../../nbs/06_data_readers.ipynb #26272cc6
-FSD10_CLASSES = ("2Axel", "3Axel", "3Flip", "3Loop", "3Lutz", "3Lutz_3Toeloop",
-                 "ChComboSpin4", "FlyCamelSpin4", "StepSequence3", "ChoreoSequence1")
-
 def load_fsd10(data_path, # *_data_25.npy, (N, 3, T, 25, M)
                label_path, # *_label_25.pkl, (sample_names, labels)
                mmap: bool = True, # memory-map the array instead of reading it
