@@ -143,7 +143,7 @@ class RobustDecoupleLoss(nn.Module):
                  lambda2: float | None = None, # weight of L_l; None = 1/N (paper)
                  eps: float = 0.0, # ε of Eq 9 (paper: 0 'in most cases')
                  terms: tuple = _TERMS, # which of 'in', 'out', 'l' enter L_R (Table V ablation)
-                 variant: str = "paper", # 'paper' (Eq 7-11) or 'official' (the authors' code, SPEC §5b)
+                 variant: str = "paper", # 'paper' (Eq 7-11) or 'official' (the authors' RobustDecoupleLoss.py, RDL.forward)
                  norm_floor: float = 1e-6, # δ: norms are floored at δ where they divide
                  impl: str = "autograd", # 'autograd' or 'function' (fused analytic gradients; variant 'paper' only)
                  global_batch: bool = True, # training under torch.distributed: score the batch of all processes

@@ -134,7 +134,7 @@ def test_all_zero_batch_with_eps():
 
 
 def official_scalar(x, c, y):
-    """SPEC §5b + the broadcasting detail, written with Python floats only."""
+    """The authors' RobustDecoupleLoss.py (RDL.forward), broadcasting detail included, written with Python floats only."""
     N = len(x)
     cl = lambda t: min(max(t, 1e-12), 1e12)
     norm = lambda v: math.sqrt(sum(t * t for t in v))
@@ -262,8 +262,8 @@ def test_margin_reductions():
     torch.testing.assert_close(loss.margin_logits(h(x), y, x), x @ F.normalize(h.weight, dim=1).T, rtol=1e-5, atol=1e-5)
 
 
-# The margin losses with their own class weights, as one module (features in, loss out): the layout the package had
-# before the weights moved into the model's cosine head. Kept here as the reference the split must equal.
+# The margin losses with their own class weights, as one module (features in, loss out), the layout of checkpoints with
+# a criterion `head.weight`: the reference that the cosine head (model) + margin loss (criterion) must equal.
 class _OldMarginHead(nn.Module):
     def __init__(self, num_classes, feat_dim, s=1.0):
         super().__init__()
