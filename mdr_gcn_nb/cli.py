@@ -64,6 +64,7 @@ def cmd_ensemble(a) -> int:
         print(f"  fused scores: {a.out}")
     return 0
 
+# %% ../nbs/12_cli.ipynb #dd1b9495
 def cmd_preprocess_ntu(a) -> int:
     "Raw NTU RGB+D `.skeleton` files -> the NTU60_CS/CV.npz files the `ntu` datasets read."
     from mdr_gcn_nb.data.ntu import preprocess_ntu

@@ -498,6 +498,7 @@ class Criterion(nn.Module):
         terms = {"ce": ce.detach(), "center": extra.detach()}
         return ce + self.weight * extra, logits, terms
 
+# %% ../nbs/05_losses.ipynb #9c1be351
 _CRITERIA = {"softmax": None, "rdl": RobustDecoupleLoss, "center": CenterLoss,
              "sphereface": SphereFaceLoss, "cosface": CosFaceLoss, "arcface": ArcFaceLoss}
 
