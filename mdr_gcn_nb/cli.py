@@ -4,15 +4,17 @@
 
 # %% auto #0
 __all__ = ['AUTHORS_RECIPES', 'cmd_train', 'cmd_test', 'cmd_ensemble', 'cmd_preprocess_ntu', 'cmd_make_samples', 'cmd_summary',
-           'cmd_convert_authors', 'cmd_make_dataset', 'cmd_predict', 'cmd_export', 'make_parser', 'split_overrides',
-           'main']
+           'cmd_convert_authors', 'cmd_make_dataset', 'cmd_predict', 'cmd_export', 'make_parser', 'parse_args', 'main']
 
 # %% ../nbs/12_cli.ipynb #70413edb
-import argparse, json, os, re, shlex, sys, time
+import argparse, json, os, re, shlex, sys
 from pathlib import Path
 
-from .train import (ConfigError, NonFiniteLossError, load_config, train, evaluate_checkpoint,
-                              ensemble, model_summary, save_scores, load_scores)
+from .core import ConfigError
+from .config import load_config
+from .checkpoint import NonFiniteLossError
+from .metrics import ensemble, save_scores
+from .train import train, evaluate_checkpoint, model_summary
 
 # %% ../nbs/12_cli.ipynb #8661f872
 def _fmt_time(s: float) -> str: return f"{int(s // 60)}m{s % 60:04.1f}s" if s >= 60 else f"{s:.1f}s"
@@ -62,6 +64,7 @@ def cmd_ensemble(a) -> int:
         print(f"  fused scores: {a.out}")
     return 0
 
+# %% ../nbs/12_cli.ipynb #dd1b9495
 def cmd_preprocess_ntu(a) -> int:
     "Raw NTU RGB+D `.skeleton` files -> the NTU60_CS/CV.npz files the `ntu` datasets read."
     from mdr_gcn_nb.data.ntu import preprocess_ntu
@@ -114,14 +117,17 @@ def cmd_convert_authors(a) -> int:
     "A checkpoint of the authors' training script -> a package checkpoint (`mdrgcn_authors`) that `mdr-gcn test` evaluates."
     import torch
     from mdr_gcn_nb.model import from_authors
-    from mdr_gcn_nb.train import atomic_save, build_criterion_from_config, build_model_from_config, config_to_dict
+    from mdr_gcn_nb import __version__
+    from mdr_gcn_nb.checkpoint import atomic_save
+    from mdr_gcn_nb.config import config_to_dict
+    from mdr_gcn_nb.train import build_criterion_from_config, build_model_from_config
     src = Path(a.checkpoint)
     if not src.is_file(): raise ConfigError(f"{src}: checkpoint not found")
     try: sd = torch.load(src, map_location="cpu", weights_only=True)    # tensors only: no code runs on load
-    except Exception as e: raise ConfigError(f"{src}: not a readable weights-only checkpoint ({type(e).__name__})") from None
+    except Exception as e: raise ConfigError(f"{src}: not a readable weights-only checkpoint ({type(e).__name__})") from e
     if not isinstance(sd, dict): raise ConfigError(f"{src}: holds a {type(sd).__name__}, not a state_dict")
     try: model = from_authors(sd, a.dataset)
-    except ValueError as e: raise ConfigError(f"{src}: {e}") from None
+    except ValueError as e: raise ConfigError(f"{src}: {e}") from e
     conf = Path(a.config) if a.config else _recipe(a.dataset)
     cfg = load_config(conf, a.overrides)
     if cfg.model.name != "mdrgcn_authors":
@@ -130,10 +136,10 @@ def cmd_convert_authors(a) -> int:
     cfg.model.args = {**cfg.model.args, "num_classes": m.num_classes, "layout": m.layout,
                       "num_persons": m.num_persons, "in_channels": m.in_channels}
     try: build_model_from_config(cfg, {}).load_state_dict(model.state_dict())
-    except RuntimeError: raise ConfigError(f"{conf}: its model.args build a network the authors' weights do not fit") from None
+    except RuntimeError as e: raise ConfigError(f"{conf}: its model.args build a network the authors' weights do not fit") from e
     torch.manual_seed(cfg.seed)
     criterion = build_criterion_from_config(cfg, m.num_classes, model.feat_dim)
-    ck = {"format": "mdr-gcn-checkpoint-1", "config": config_to_dict(cfg), "model": model.state_dict(),
+    ck = {"format": "mdr-gcn-checkpoint-1", "version": __version__, "config": config_to_dict(cfg), "model": model.state_dict(),
           "criterion": criterion.state_dict(), "epoch": "authors", "num_classes": m.num_classes,
           "source": f"{src} (the authors' training script), converted by mdr-gcn convert-authors; "
                     f"loss parameters (class centres) are new: the authors' checkpoints hold none"}
@@ -152,7 +158,7 @@ def cmd_make_dataset(a) -> int:
     if out.exists() and not a.force: raise ConfigError(f"{out}: exists; pass --force to replace it")
     names = load_label_map(a.class_names) if a.class_names else None
     try: r = make_dataset(a.src, a.csv, out, a.layout, class_names=names, score=a.score)
-    except ValueError as e: raise ConfigError(str(e)) from None      # bad data or layout: one line naming the file
+    except ValueError as e: raise ConfigError(str(e)) from e      # bad data or layout: one line naming the file
     splits = ", ".join(f"{k} {v}" for k, v in r["clips"].items())
     print(f"{r['path']}: {sum(r['clips'].values())} clips ({splits}), {r['num_classes']} classes, "
           f"V={r['V']} joints, C={r['C']}, up to M={r['M']} persons")
@@ -203,6 +209,11 @@ def make_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
+    _run_commands(sub); _data_commands(sub); _model_commands(sub)
+    return ap
+
+def _run_commands(sub):
+    "The sub-commands train, test and ensemble."
     p = sub.add_parser("train", help="train a model from a YAML config", description=
         "Train a model from a YAML config (see configs/). Writes <out_dir>/<name>/: log.csv, last.pt, best.pt, "
         "scores_best.npz, per_class_best.csv, confusion_best.png, config.yaml. Under torchrun it runs DDP.")
@@ -231,6 +242,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the fused scores to this .npz")
     p.set_defaults(func=cmd_ensemble)
 
+# %% ../nbs/12_cli.ipynb #b86e3bbd
+def _data_commands(sub):
+    "The sub-commands preprocess-ntu, make-samples and make-dataset."
     p = sub.add_parser("preprocess-ntu", help="NTU RGB+D .skeleton files -> NTU60_CS/CV.npz", description=
         "Read a folder of raw NTU RGB+D 60 .skeleton files and write the cross-subject and/or cross-view npz files.")
     p.add_argument("skeleton_dir"); p.add_argument("out_dir")
@@ -258,6 +272,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_make_dataset)
 
+# %% ../nbs/12_cli.ipynb #dfe51dd4
+def _model_commands(sub):
+    "The sub-commands summary, convert-authors, predict and export."
     p = sub.add_parser("summary", help="layers, parameters and FLOPs of a config's model", description=
         "Print torchinfo's table, the parameter count and the forward FLOPs of the model a config builds.")
     p.add_argument("--config", "-c", required=True); p.add_argument("--frames", type=int, default=64, help="clip length T")
@@ -296,36 +313,29 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, help="frames of the example clip (default: the config's window, else 64)")
     p.add_argument("--no-check", action="store_true", help="skip the comparison with eager PyTorch")
     _add_overrides(p); p.set_defaults(func=cmd_export)
-    return ap
 
 # %% ../nbs/12_cli.ipynb #ea0072aa
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w]*(\.[\w]+)*=")
 
-def _parser_facts(ap: argparse.ArgumentParser) -> tuple:
-    "(sub-commands that take overrides, options that take a value) of the `mdr-gcn` parser."
-    sub = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction))
-    takes = {n for n, p in sub.choices.items() if any(a.dest == "overrides" for a in p._actions)}
-    valued = {o for p in sub.choices.values() for a in p._actions if a.option_strings and a.nargs != 0 for o in a.option_strings}
-    return takes, valued
-
-def split_overrides(argv, facts=None) -> tuple:
-    "(other arguments, `key=value` overrides): overrides may stand anywhere after a sub-command that takes them, but not as an option's value."
-    takes, valued = facts or _parser_facts(make_parser())
-    argv = list(argv)
-    i = next((k for k, t in enumerate(argv) if not t.startswith("-")), len(argv))   # the sub-command (after global flags)
-    if i == len(argv) or argv[i] not in takes: return argv, []
-    rest, over, value_next = [], [], False
-    for t in argv[i + 1:]:
-        (over if not value_next and _OVERRIDE.match(t) else rest).append(t)
-        value_next = t in valued
-    return argv[:i + 1] + rest, over
+def parse_args(argv, ap: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    "Parse an `mdr-gcn` command line; `key=value` overrides may stand anywhere after a sub-command that takes them, but not as an option's value."
+    ap = ap or make_parser()
+    a, extra = ap.parse_known_args(list(argv))                # argparse leaves positionals after an option in `extra`
+    if hasattr(a, "overrides"):
+        words = list(getattr(a, "inputs", [])) + list(a.overrides) + [t for t in extra if not t.startswith("-")]
+        extra = [t for t in extra if t.startswith("-")]       # unknown options stay errors
+        a.overrides = [t for t in words if _OVERRIDE.match(t)]
+        rest = [t for t in words if not _OVERRIDE.match(t)]
+        if hasattr(a, "inputs"):                              # predict: every other word is an INPUT
+            a.inputs, rest = rest, []
+            if not a.inputs: ap.error(f"{a.command}: the following arguments are required: INPUT")
+        extra += rest
+    if extra: ap.error(f"unrecognized arguments: {' '.join(extra)}")
+    return a
 
 def main(argv=None) -> int:
     "Entry point of the `mdr-gcn` console script."
-    ap = make_parser()
-    argv, over = split_overrides(sys.argv[1:] if argv is None else argv, _parser_facts(ap))
-    a = ap.parse_args(argv)
-    if hasattr(a, "overrides"): a.overrides = list(a.overrides) + over
+    a = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return a.func(a)
     except (ConfigError, OSError) as e:

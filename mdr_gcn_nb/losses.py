@@ -13,9 +13,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['unit_and_norm', 'cosine_matrix', 'angle_in', 'angle_out', 'norm_ratio', 'norm_loss', 'resolve_lambda', 'gather_batch',
-           'RobustDecoupleLoss', 'softmax_loss', 'total_loss', 'rdl_grads', 'RDLFunction', 'official_terms',
-           'CenterLoss', 'CosFaceLoss', 'ArcFaceLoss', 'SphereFaceLoss', 'Criterion', 'build_criterion']
+__all__ = ['MARGIN_LOSSES', 'unit_and_norm', 'cosine_matrix', 'angle_in', 'angle_out', 'norm_ratio', 'norm_loss',
+           'resolve_lambda', 'gather_batch', 'RobustDecoupleLoss', 'softmax_loss', 'total_loss', 'rdl_grads',
+           'RDLFunction', 'official_terms', 'CenterLoss', 'head_for', 'CosFaceLoss', 'ArcFaceLoss', 'SphereFaceLoss',
+           'Criterion', 'build_criterion']
 
 # %% ../nbs/05_losses.ipynb #35ff4276
 def unit_and_norm(v: torch.Tensor, # (..., D) vectors
@@ -142,7 +143,7 @@ class RobustDecoupleLoss(nn.Module):
                  lambda2: float | None = None, # weight of L_l; None = 1/N (paper)
                  eps: float = 0.0, # ε of Eq 9 (paper: 0 'in most cases')
                  terms: tuple = _TERMS, # which of 'in', 'out', 'l' enter L_R (Table V ablation)
-                 variant: str = "paper", # 'paper' (Eq 7-11) or 'official' (the authors' code, SPEC §5b)
+                 variant: str = "paper", # 'paper' (Eq 7-11) or 'official' (the authors' RobustDecoupleLoss.py, RDL.forward)
                  norm_floor: float = 1e-6, # δ: norms are floored at δ where they divide
                  impl: str = "autograd", # 'autograd' or 'function' (fused analytic gradients; variant 'paper' only)
                  global_batch: bool = True, # training under torch.distributed: score the batch of all processes
@@ -244,7 +245,7 @@ def total_loss(logits: torch.Tensor, # classifier output (N, M)
 # %% ../nbs/05_losses.ipynb #b933c91f
 def _rdl_forward(x, c, y, w_in, w_out, w_l, eps, floor):
     "L_R and the intermediates the backward pass needs, O(ND + MD)."
-    N, M = x.shape[0], c.shape[0]
+    M = c.shape[0]
     a = torch.linalg.vector_norm(x, dim=1); b = torch.linalg.vector_norm(c, dim=1)  # (N,), (M,)
     na, nb = a.clamp_min(floor), b.clamp_min(floor)
     u, v = x / na[:, None], c / nb[:, None]                     # (N, D), (M, D)
@@ -346,53 +347,61 @@ class CenterLoss(nn.Module):
         return self.weight * l_c + (centre_part - centre_part.detach())
 
 # %% ../nbs/05_losses.ipynb #ec5639d7
-class _MarginHead(nn.Module):
-    "Shared part of the margin heads: own weight W (M, D), cosine logits s·cos θ, cross-entropy."
-    def __init__(self, num_classes: int, feat_dim: int, s: float = 1.0):
+MARGIN_LOSSES = ("sphereface", "cosface", "arcface")
+
+def head_for(name: str) -> str:
+    "The classifier the model needs for the loss `name`: 'cosine' for the margin losses, else 'linear' (`model.set_head`)."
+    return "cosine" if name in MARGIN_LOSSES else "linear"
+
+def _check_cos(cos, labels, num_classes):
+    n = cos.shape[0] if torch.is_tensor(cos) and cos.dim() == 2 else -1
+    if n < 0 or cos.shape[1] != num_classes:
+        raise ValueError(f"cos: expected the cosine head's output (N, {num_classes}), got "
+                         f"{tuple(cos.shape) if torch.is_tensor(cos) else type(cos).__name__}")
+    _check_labels(labels, n, num_classes)
+
+class _MarginLoss(nn.Module):
+    "Shared part of the margin losses: the cosine head's cos θ (N, M) in, s·cos θ for metrics, cross-entropy of the margin logits."
+    def __init__(self, num_classes: int, s: float = 1.0):
         super().__init__()
-        self.num_classes, self.feat_dim, self.s = num_classes, feat_dim, s
-        self.weight = nn.Parameter(torch.empty(num_classes, feat_dim))  # W (M, D)
-        nn.init.xavier_uniform_(self.weight)
+        self.num_classes, self.s = num_classes, s
 
-    def cosines(self, features):
-        dtype = torch.promote_types(features.dtype, self.weight.dtype)
-        x, w = features.to(dtype), self.weight.to(dtype)
-        return F.normalize(x, dim=1, eps=1e-6) @ F.normalize(w, dim=1, eps=1e-6).T, x  # (N, M), x (N, D)
-
-    def logits(self, features):
+    def logits(self, cos, features=None):
         "s·cos θ (N, M), no margin: the logits for metrics."
-        return self.s * self.cosines(features)[0]
+        return self.s * cos
 
-    def margin_logits(self, features, labels):  # (N, M) training logits, overridden
+    def margin_logits(self, cos, labels, features=None):  # (N, M) training logits, overridden
         raise NotImplementedError
 
-    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, cos: torch.Tensor, # cos θ (N, M) from `model.CosineHead`
+                labels: torch.Tensor, # y (N,)
+                features: torch.Tensor | None = None, # x (N, D): SphereFace scales by ‖x‖
+               ) -> torch.Tensor:
         "Cross-entropy (batch mean) of the margin logits."
-        _check_inputs(features, labels, self.num_classes, self.feat_dim)
-        return F.cross_entropy(self.margin_logits(features, labels.long()), labels.long())
+        _check_cos(cos, labels, self.num_classes)
+        return F.cross_entropy(self.margin_logits(cos, labels.long(), features), labels.long())
 
-class CosFaceLoss(_MarginHead):
+class CosFaceLoss(_MarginLoss):
     "CosFace / LMCL (Wang et al. 2018): logits s(cos θ_j − m·[j = y])."
-    def __init__(self, num_classes: int, feat_dim: int,
+    def __init__(self, num_classes: int,
                  s: float = 64.0, # scale
                  m: float = 0.35, # additive cosine margin
                 ):
-        super().__init__(num_classes, feat_dim, s); self.m = m
+        super().__init__(num_classes, s); self.m = m
 
-    def margin_logits(self, features, labels):
-        cos = self.cosines(features)[0]                                        # (N, M)
+    def margin_logits(self, cos, labels, features=None):                      # cos (N, M)
         return self.s * (cos - self.m * F.one_hot(labels, self.num_classes).to(cos.dtype))
 
-class ArcFaceLoss(_MarginHead):
+# %% ../nbs/05_losses.ipynb #0f68c01c
+class ArcFaceLoss(_MarginLoss):
     "ArcFace (Deng et al. 2019): target logit s·cos(θ_y + m), others s·cos θ_j."
-    def __init__(self, num_classes: int, feat_dim: int,
+    def __init__(self, num_classes: int,
                  s: float = 64.0, # scale
                  m: float = 0.5, # additive angular margin (radians)
                 ):
-        super().__init__(num_classes, feat_dim, s); self.m = m
+        super().__init__(num_classes, s); self.m = m
 
-    def margin_logits(self, features, labels):
-        cos = self.cosines(features)[0]                                        # (N, M)
+    def margin_logits(self, cos, labels, features=None):                      # cos (N, M)
         cos_y = cos.gather(1, labels[:, None])                                 # (N, 1)
         sin_y = (1 - cos_y ** 2).clamp_min(1e-12).sqrt()
         target = cos_y * math.cos(self.m) - sin_y * math.sin(self.m)           # cos(θ + m)
@@ -400,22 +409,26 @@ class ArcFaceLoss(_MarginHead):
         target = torch.where(cos_y > math.cos(math.pi - self.m), target, cos_y - self.m * math.sin(self.m))
         return self.s * cos.scatter(1, labels[:, None], target)
 
-class SphereFaceLoss(_MarginHead):
+class SphereFaceLoss(_MarginLoss):
     "SphereFace / A-Softmax (Liu et al. 2017): target logit ‖x‖ψ(θ_y), annealed from ‖x‖cos θ_y."
-    def __init__(self, num_classes: int, feat_dim: int,
+    def __init__(self, num_classes: int,
                  m: int = 4, # integer angular margin, 1-4
                  anneal: bool = True, # blend with the plain logit by λ = max(λ_min, base(1+γ·it)^(-power))
                  base: float = 1000.0, gamma: float = 0.12, power: float = 1.0, lambda_min: float = 5.0,
                 ):
-        super().__init__(num_classes, feat_dim)
+        super().__init__(num_classes)
         if m not in (1, 2, 3, 4): raise ValueError(f"m: SphereFace margin must be an integer in 1..4, got {m}")
         self.m, self.anneal, self.base, self.gamma, self.power, self.lambda_min = m, anneal, base, gamma, power, lambda_min
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
 
-    def logits(self, features):
+    @staticmethod
+    def _norm(cos, features):                                                 # ‖x‖ (N, 1)
+        if features is None: raise ValueError("features: SphereFace scales its logits by ‖x‖ and needs the features")
+        return torch.linalg.vector_norm(features.to(cos.dtype), dim=1, keepdim=True)
+
+    def logits(self, cos, features=None):
         "‖x‖·cos θ (N, M), no margin."
-        cos, x = self.cosines(features)
-        return torch.linalg.vector_norm(x, dim=1, keepdim=True) * cos
+        return self._norm(cos, features) * cos
 
     @staticmethod
     def cos_m_theta(cos, m):
@@ -427,9 +440,8 @@ class SphereFaceLoss(_MarginHead):
         if not self.anneal: return 0.0
         return max(self.lambda_min, self.base * (1 + self.gamma * int(self.iteration)) ** (-self.power))
 
-    def margin_logits(self, features, labels):
-        cos, x = self.cosines(features)                                        # (N, M), (N, D)
-        norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)                # (N, 1)
+    def margin_logits(self, cos, labels, features=None):                      # cos (N, M), features (N, D)
+        norm = self._norm(cos, features)                                       # (N, 1)
         cos_y = cos.gather(1, labels[:, None]).clamp(-1, 1)                    # (N, 1)
         with torch.no_grad():
             k = torch.floor(self.m * torch.acos(cos_y) / math.pi)              # which monotone piece
@@ -446,38 +458,37 @@ class Criterion(nn.Module):
                  num_classes: int, # M
                  feat_dim: int, # D
                  embedding: nn.Module | None = None, # RobustDecoupleLoss or CenterLoss, added to L_S
-                 head: nn.Module | None = None, # a margin head that replaces the classifier
+                 margin: nn.Module | None = None, # a margin loss on the model's cosine head (`head_for`)
                  weight: float = 1.0, # weight of the embedding loss (Eq 13: 1)
                 ):
         super().__init__()
         self.num_classes, self.feat_dim = num_classes, feat_dim
-        self.embedding, self.head, self.weight = embedding, head, weight
+        self.embedding, self.margin, self.weight = embedding, margin, weight
 
     def centre_parameters(self) -> list:
         "Parameters to train with their own plain SGD (class centres); [] if none."
         return [self.embedding.centres] if self.embedding is not None else []
 
     def _check(self, features, logits, labels):
-        if self.head is not None or self.embedding is not None:
+        if self.margin is not None or self.embedding is not None:
             _check_inputs(features, labels, self.num_classes, self.feat_dim)
         else:  # plain softmax: the features are not used
             n = labels.shape[0] if torch.is_tensor(labels) and labels.dim() == 1 else logits.shape[0]
             _check_labels(labels, n, self.num_classes)
-        if self.head is None and (not torch.is_tensor(logits) or logits.dim() != 2
-                                  or logits.shape != (labels.shape[0], self.num_classes)):
+        if not torch.is_tensor(logits) or logits.dim() != 2 or logits.shape != (labels.shape[0], self.num_classes):
             raise ValueError(f"logits: expected shape ({labels.shape[0]}, {self.num_classes}), got "
                              f"{tuple(logits.shape) if torch.is_tensor(logits) else type(logits).__name__}")
 
     def forward(self,
                 features: torch.Tensor, # x (N, D), the input of the classifier
-                logits: torch.Tensor | None, # the model's logits (N, M); ignored by margin losses
+                logits: torch.Tensor, # the model's head output (N, M): logits, or cos θ for the margin losses
                 labels: torch.Tensor, # y (N,)
                ) -> tuple: # (loss, logits_for_metrics (N, M), terms: dict of detached scalars)
         self._check(features, logits, labels)
         y = labels.long()
-        if self.head is not None:                     # margin losses: own logits
-            ce = F.cross_entropy(self.head.margin_logits(features, y), y)
-            return ce, self.head.logits(features).detach(), {"ce": ce.detach()}
+        if self.margin is not None:                   # margin losses: margin and scale on the head's cosines
+            ce = self.margin(logits, y, features)
+            return ce, self.margin.logits(logits, features).detach(), {"ce": ce.detach()}
         if isinstance(self.embedding, RobustDecoupleLoss):     # Eq 13
             loss, terms = total_loss(logits, features, y, self.embedding, weight=self.weight)
             return loss, logits, terms
@@ -487,6 +498,7 @@ class Criterion(nn.Module):
         terms = {"ce": ce.detach(), "center": extra.detach()}
         return ce + self.weight * extra, logits, terms
 
+# %% ../nbs/05_losses.ipynb #9c1be351
 _CRITERIA = {"softmax": None, "rdl": RobustDecoupleLoss, "center": CenterLoss,
              "sphereface": SphereFaceLoss, "cosface": CosFaceLoss, "arcface": ArcFaceLoss}
 
@@ -506,6 +518,5 @@ def build_criterion(name: str, # 'softmax' | 'rdl' | 'center' | 'sphereface' | '
     valid = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "num_classes", "feat_dim")]
     bad = sorted(set(kw) - set(valid))
     if bad: raise ValueError(f"criterion {name!r}: unknown option(s) {bad}; valid: {valid + (['weight'] if name == 'rdl' else [])}")
-    module = cls(num_classes, feat_dim, **kw)
-    if name in ("rdl", "center"): return Criterion(num_classes, feat_dim, embedding=module, weight=weight)
-    return Criterion(num_classes, feat_dim, head=module)
+    if name in MARGIN_LOSSES: return Criterion(num_classes, feat_dim, margin=cls(num_classes, **kw))
+    return Criterion(num_classes, feat_dim, embedding=cls(num_classes, feat_dim, **kw), weight=weight)

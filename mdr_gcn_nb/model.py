@@ -20,10 +20,10 @@ from .graph import GRAPHS, Graph, fixed_graph
 from .tcn import TCB
 
 # %% auto #0
-__all__ = ['PRESETS', 'AUTHORS_DEFAULTS', 'CTRGCN_DEFAULTS', 'MODELS', 'AUTHORS_DATASETS', 'MDRGCNConfig', 'check_input',
+__all__ = ['PRESETS', 'AUTHORS_DEFAULTS', 'CTRGCN_DEFAULTS', 'MODELS', 'AUTHORS_DATASETS', 'HEADS', 'MDRGCNConfig', 'check_input',
            'init_weights', 'SkeletonClassifier', 'MDRGCNLayer', 'MDRGCN', 'STGCNConfig', 'STGCN', 'build_model',
            'count_macs', 'set_fused', 'compare_paths', 'authors_init_', 'authors_keys', 'authors_config',
-           'from_authors', 'to_authors']
+           'from_authors', 'to_authors', 'CosineHead', 'set_head']
 
 # %% ../nbs/04_model.ipynb #af99f897
 @dataclass
@@ -393,6 +393,35 @@ def to_authors(model: MDRGCN) -> dict:
         parts = [t] * len(keys) if t.dim() == 0 else t.split(t.shape[0] // len(keys))
         out.update({a: p.clone() for a, p in zip(keys, parts)})
     return out
+
+# %% ../nbs/04_model.ipynb #211ef3bd
+class CosineHead(nn.Module):
+    "Classifier of the margin losses: cos θ_j between the features and each class's weight vector W_j, no bias."
+    def __init__(self, in_features: int, # D
+                 out_features: int, # M classes
+                ):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))   # W (M, D)
+        nn.init.xavier_uniform_(self.weight)
+
+    def forward(self, features):                                           # features (N, D)
+        with torch.autocast(features.device.type, enabled=False):          # angles in float32 even under autocast
+            dtype = torch.promote_types(features.dtype, self.weight.dtype)
+            x = F.normalize(features.to(dtype), dim=1, eps=1e-6)           # (N, D)
+            w = F.normalize(self.weight.to(dtype), dim=1, eps=1e-6)        # (M, D)
+            return x @ w.T                                                  # cos θ (N, M)
+
+HEADS = ('linear', 'cosine')
+
+def set_head(model: nn.Module, # a model with a linear classifier `fc`
+             kind: str = 'linear', # 'linear' (keep `fc`) or 'cosine' (a `CosineHead` of the same size replaces it)
+            ) -> nn.Module:
+    "Give `model` the classifier `kind`; returns `model`."
+    if kind not in HEADS: raise ValueError(f"head must be one of {', '.join(HEADS)}, got {kind!r}")
+    if kind == 'cosine' and not isinstance(model.fc, CosineHead):
+        model.fc = CosineHead(model.fc.in_features, model.fc.out_features)
+    return model
 
 # %% ../nbs/04_model.ipynb #88ba356f
 __getattr__ = _removed('mdr_gcn_nb.model', {

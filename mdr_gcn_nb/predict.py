@@ -26,15 +26,15 @@ __all__ = ['EXPORT_FORMATS', 'ScoreModel', 'npy_clips', 'read_clips', 'read_inpu
 
 # %% ../nbs/15_predict_export.ipynb #1771f6d7
 class ScoreModel(nn.Module):
-    "A trained network and its loss's head as one module: `forward(x (N, C, T, V, M)) -> scores (N, K)`."
+    "A trained network and its loss's scoring as one module: `forward(x (N, C, T, V, M)) -> scores (N, K)`."
     def __init__(self, model: nn.Module, criterion: nn.Module):
         super().__init__()
         self.model = model
-        self.head = getattr(criterion, "head", None)          # margin losses score with their own class weights
+        self.margin = getattr(criterion, "margin", None)      # margin losses scale the cosine head's output
 
     def forward(self, x):                                     # x (N, C, T, V, M)
         features, logits = self.model(x)                      # (N, D), (N, K)
-        return logits if self.head is None else self.head.logits(features)
+        return logits if self.margin is None else self.margin.logits(logits, features)
 
 # %% ../nbs/15_predict_export.ipynb #eacec592
 def _model_facts(ck: dict, cfg, layout: str) -> dict:

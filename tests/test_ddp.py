@@ -86,3 +86,20 @@ def test_rdl_scores_the_global_batch_under_ddp(tmp_path):
             assert diff["grad.centres"] > 1e-3 and diff["rdl"] > 1e-3, diff          # lambda = 1/4, not 1/8
         else:
             assert max(diff.values()) < 1e-12, (name, diff)
+
+
+def test_ddp_margin_loss_trains_past_its_first_step(tmp_path):
+    """ArcFace under torchrun (2 gloo processes): the class weights are the model's cosine head and every parameter of
+    the DDP-wrapped model takes part in the loss, so DDP's second step does not stop on unused parameters (with the
+    weights in the loss and an unused linear `fc` in the model it did: 'Expected to have finished reduction in the
+    prior iteration ... Parameter indices which did not receive grad')."""
+    tiny = ["model.args.channels=[16,16,32,32]", "model.args.strides=[1,2,1,2]", "data.window=8", "data.max_samples=40",
+            "optim.batch_size=8", "optim.warmup_epochs=0.5", "optim.milestones=[1]", "threads=1", "loss.name=arcface"]
+    rc, out, err = _torchrun(["-m", "mdr_gcn_nb.cli", "train", "--config", "configs/sample_fsd10_joint.yaml",
+                              "--out-dir", str(tmp_path), "--no-progress", "optim.epochs=1"] + tiny)
+    assert rc == 0, err[-3000:]
+    assert "5 steps/epoch" in out and "DDP: parameters identical on all 2 ranks" in out, out
+    ck = load_checkpoint(tmp_path / "sample_fsd10_joint" / "last.pt")
+    assert ck["world_size"] == 2 and ck["global_step"] == 5
+    assert "fc.weight" in ck["model"] and "fc.bias" not in ck["model"]      # the cosine head: W (M, D), no bias
+    assert ck["criterion"] == {}                                           # the loss owns no weights

@@ -5,9 +5,11 @@ import math
 
 import pytest
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
-from mdr_gcn_nb.losses import (ArcFaceLoss, CenterLoss, CosFaceLoss, Criterion, RDLFunction, RobustDecoupleLoss,
+from mdr_gcn_nb.model import CosineHead
+from mdr_gcn_nb.losses import (ArcFaceLoss, CenterLoss, CosFaceLoss, Criterion, RDLFunction, RobustDecoupleLoss, head_for,
                                SphereFaceLoss, angle_in, angle_out, build_criterion, cosine_matrix, norm_loss,
                                norm_ratio, official_terms, rdl_grads, resolve_lambda, total_loss)
 
@@ -132,7 +134,7 @@ def test_all_zero_batch_with_eps():
 
 
 def official_scalar(x, c, y):
-    """SPEC §5b + the broadcasting detail, written with Python floats only."""
+    """The authors' RobustDecoupleLoss.py (RDL.forward), broadcasting detail included, written with Python floats only."""
     N = len(x)
     cl = lambda t: min(max(t, 1e-12), 1e12)
     norm = lambda v: math.sqrt(sum(t * t for t in v))
@@ -187,10 +189,12 @@ def test_total_loss_eq13():
 # ---- competing losses ------------------------------------------------------------------------------
 
 def head(cls, **kw):
-    h = cls(3, 2, **kw)
+    "A cosine head with fixed weights (norms differ: they must be normalised away) and the margin loss `cls` on it."
+    h = CosineHead(2, 3)
     with torch.no_grad():
-        h.weight.copy_(torch.tensor([[2., 0.], [0., 0.5], [-1., 0.]]))  # norms differ: must be normalised away
-    return h
+        h.weight.copy_(torch.tensor([[2., 0.], [0., 0.5], [-1., 0.]]))
+    loss = cls(3, **kw)
+    return h, loss
 
 
 X, Y = torch.tensor([[3., 4.], [-1., 0.]]), torch.tensor([1, 2])  # cos rows: (.6, .8, -.6), (-1, 0, 1)
@@ -202,10 +206,10 @@ def ce_by_hand(rows, ys):
 
 def test_cosface_by_hand():
     rows = [[3 * .6, 3 * (.8 - .2), 3 * -.6], [3 * -1, 0, 3 * (1 - .2)]]
-    h = head(CosFaceLoss, s=3, m=0.2)
-    torch.testing.assert_close(h.margin_logits(X, Y), torch.tensor(rows))
-    assert math.isclose(h(X, Y).item(), ce_by_hand(rows, [1, 2]), rel_tol=1e-6)
-    torch.testing.assert_close(h.logits(X), 3 * torch.tensor([[.6, .8, -.6], [-1., 0., 1.]]))
+    h, loss = head(CosFaceLoss, s=3, m=0.2)
+    torch.testing.assert_close(loss.margin_logits(h(X), Y), torch.tensor(rows))
+    assert math.isclose(loss(h(X), Y).item(), ce_by_hand(rows, [1, 2]), rel_tol=1e-6)
+    torch.testing.assert_close(loss.logits(h(X)), 3 * torch.tensor([[.6, .8, -.6], [-1., 0., 1.]]))
 
 
 def test_arcface_by_hand_including_fallback():
@@ -213,13 +217,13 @@ def test_arcface_by_hand_including_fallback():
     th = math.acos(.8)
     # second sample: cos_y = 1 (theta 0) -> cos(m)
     rows = [[2 * .6, 2 * math.cos(th + m), 2 * -.6], [2 * -1, 0, 2 * math.cos(m)]]
-    h = head(ArcFaceLoss, s=2, m=m)
-    torch.testing.assert_close(h.margin_logits(X, Y), torch.tensor(rows), rtol=1e-5, atol=1e-5)
-    assert math.isclose(h(X, Y).item(), ce_by_hand(rows, [1, 2]), rel_tol=1e-5)
+    h, loss = head(ArcFaceLoss, s=2, m=m)
+    torch.testing.assert_close(loss.margin_logits(h(X), Y), torch.tensor(rows), rtol=1e-5, atol=1e-5)
+    assert math.isclose(loss(h(X), Y).item(), ce_by_hand(rows, [1, 2]), rel_tol=1e-5)
     # theta_y near pi: theta + m > pi, the fallback cos(theta) - m sin(m) keeps the logit decreasing
     x = torch.tensor([[-1., 0.001]]); y = torch.tensor([0])
     cos_y = F.normalize(x, dim=1)[0, 0].item()
-    got = h.margin_logits(x, y)[0, 0].item()
+    got = loss.margin_logits(h(x), y)[0, 0].item()
     assert math.isclose(got, 2 * (cos_y - m * math.sin(m)), rel_tol=1e-5)
 
 
@@ -227,34 +231,107 @@ def test_sphereface_by_hand_and_annealing():
     th = math.acos(.8)                                   # 0.6435 rad: m*th < pi for m <= 4, so k = 0 and psi = cos(m th)
     for mm in (2, 3, 4):
         psi = math.cos(mm * th)
-        h = head(SphereFaceLoss, m=mm, anneal=False)
-        got = h.margin_logits(X[:1], Y[:1])[0]
+        h, loss = head(SphereFaceLoss, m=mm, anneal=False)
+        got = loss.margin_logits(h(X[:1]), Y[:1], X[:1])[0]
         torch.testing.assert_close(got, torch.tensor([5 * .6, 5 * psi, 5 * -.6]), rtol=1e-5, atol=1e-5)
     # theta_y > pi/2 with m = 4: theta = acos(-0.3/sqrt(1.09)) = 1.862 rad, 4 theta = 7.45 rad lies in [2pi, 3pi): k = 2,
     # psi = (-1)^2 cos(4 theta) - 2*2
-    h = head(SphereFaceLoss, m=4, anneal=False)
+    h, loss = head(SphereFaceLoss, m=4, anneal=False)
     x = torch.tensor([[-1.0, -0.3]]); y = torch.tensor([1])
     th = math.acos(-0.3 / math.sqrt(1.09))
     assert 2 * math.pi <= 4 * th < 3 * math.pi
     want = math.sqrt(1.09) * (math.cos(4 * th) - 4)
-    assert math.isclose(h.margin_logits(x, y)[0, 1].item(), want, rel_tol=1e-5)
+    assert math.isclose(loss.margin_logits(h(x), y, x)[0, 1].item(), want, rel_tol=1e-5)
     # annealed: (lambda * cos + psi) / (1 + lambda)
-    h = head(SphereFaceLoss, m=2, base=10.0, gamma=1.0, power=1.0, lambda_min=1.0)
-    h.train()
-    lam0 = h.current_lambda(); assert lam0 == 10.0
-    got = h.margin_logits(X[:1], Y[:1])[0, 1].item()
+    h, loss = head(SphereFaceLoss, m=2, base=10.0, gamma=1.0, power=1.0, lambda_min=1.0)
+    loss.train()
+    lam0 = loss.current_lambda(); assert lam0 == 10.0
+    got = loss.margin_logits(h(X[:1]), Y[:1], X[:1])[0, 1].item()
     assert math.isclose(got, 5 * (10 * .8 + math.cos(2 * math.acos(.8))) / 11, rel_tol=1e-5)
-    assert h.current_lambda() == 5.0  # iteration 1: 10 / (1 + 1)
+    assert loss.current_lambda() == 5.0  # iteration 1: 10 / (1 + 1)
 
 
 def test_margin_reductions():
     torch.manual_seed(0)
     x, y = torch.randn(6, 4), torch.randint(0, 5, (6,))
-    for h in (CosFaceLoss(5, 4, s=1, m=0), ArcFaceLoss(5, 4, s=1, m=0)):
-        plain = F.normalize(x, dim=1) @ F.normalize(h.weight, dim=1).T
-        torch.testing.assert_close(h.margin_logits(x, y), plain, rtol=1e-5, atol=1e-5)
-    h = SphereFaceLoss(5, 4, m=1, anneal=False)
-    torch.testing.assert_close(h.margin_logits(x, y), x @ F.normalize(h.weight, dim=1).T, rtol=1e-5, atol=1e-5)
+    h = CosineHead(4, 5)
+    plain = F.normalize(x, dim=1) @ F.normalize(h.weight, dim=1).T
+    for loss in (CosFaceLoss(5, s=1, m=0), ArcFaceLoss(5, s=1, m=0)):
+        torch.testing.assert_close(loss.margin_logits(h(x), y), plain, rtol=1e-5, atol=1e-5)
+    loss = SphereFaceLoss(5, m=1, anneal=False)
+    torch.testing.assert_close(loss.margin_logits(h(x), y, x), x @ F.normalize(h.weight, dim=1).T, rtol=1e-5, atol=1e-5)
+
+
+# The margin losses with their own class weights, as one module (features in, loss out), the layout of checkpoints with
+# a criterion `head.weight`: the reference that the cosine head (model) + margin loss (criterion) must equal.
+class _OldMarginHead(nn.Module):
+    def __init__(self, num_classes, feat_dim, s=1.0):
+        super().__init__()
+        self.num_classes, self.s = num_classes, s
+        self.weight = nn.Parameter(torch.empty(num_classes, feat_dim))
+        nn.init.xavier_uniform_(self.weight)
+
+    def cosines(self, features):
+        dtype = torch.promote_types(features.dtype, self.weight.dtype)
+        x, w = features.to(dtype), self.weight.to(dtype)
+        return F.normalize(x, dim=1, eps=1e-6) @ F.normalize(w, dim=1, eps=1e-6).T, x
+
+    def forward(self, features, labels): return F.cross_entropy(self.margin_logits(features, labels), labels)
+
+
+class _OldCosFace(_OldMarginHead):
+    def __init__(self, num_classes, feat_dim, s=64.0, m=0.35): super().__init__(num_classes, feat_dim, s); self.m = m
+    def margin_logits(self, features, labels):
+        cos = self.cosines(features)[0]
+        return self.s * (cos - self.m * F.one_hot(labels, self.num_classes).to(cos.dtype))
+
+
+class _OldArcFace(_OldMarginHead):
+    def __init__(self, num_classes, feat_dim, s=64.0, m=0.5): super().__init__(num_classes, feat_dim, s); self.m = m
+    def margin_logits(self, features, labels):
+        cos = self.cosines(features)[0]
+        cos_y = cos.gather(1, labels[:, None])
+        sin_y = (1 - cos_y ** 2).clamp_min(1e-12).sqrt()
+        target = cos_y * math.cos(self.m) - sin_y * math.sin(self.m)
+        target = torch.where(cos_y > math.cos(math.pi - self.m), target, cos_y - self.m * math.sin(self.m))
+        return self.s * cos.scatter(1, labels[:, None], target)
+
+
+class _OldSphereFace(_OldMarginHead):
+    def __init__(self, num_classes, feat_dim, m=4):
+        super().__init__(num_classes, feat_dim); self.m, self.iteration = m, 0
+    def margin_logits(self, features, labels):
+        cos, x = self.cosines(features)
+        norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+        cos_y = cos.gather(1, labels[:, None]).clamp(-1, 1)
+        with torch.no_grad(): k = torch.floor(self.m * torch.acos(cos_y) / math.pi)
+        psi = (-1) ** k * SphereFaceLoss.cos_m_theta(cos_y, self.m) - 2 * k
+        lam = max(5.0, 1000.0 * (1 + 0.12 * self.iteration) ** -1.0)
+        self.iteration += 1
+        return norm * cos.scatter(1, labels[:, None], (lam * cos_y + psi) / (1 + lam))
+
+
+@pytest.mark.parametrize("name, old_cls, kw", [("cosface", _OldCosFace, dict(s=8.0, m=0.35)),
+                                               ("arcface", _OldArcFace, dict(s=8.0, m=0.5)),
+                                               ("sphereface", _OldSphereFace, dict(m=4))])
+def test_head_plus_loss_equals_the_old_combined_module(name, old_cls, kw):
+    "Cosine head (model) + margin loss (criterion) = the old loss that owned W: same value and gradients, float64, 3 steps."
+    torch.manual_seed(0)
+    old = old_cls(5, 8, **kw).double()
+    head, crit = CosineHead(8, 5).double(), build_criterion(name, 5, 8, **kw).double()
+    with torch.no_grad(): head.weight.copy_(old.weight)
+    crit.train()
+    for step in range(3):                                 # SphereFace's annealing λ moves with the steps
+        x, y = torch.randn(6, 8, dtype=torch.float64), torch.randint(0, 5, (6,))
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        l_old = old(xa, y)
+        l_new, scores, _ = crit(xb, head(xb), y)
+        gw_old, gx_old = torch.autograd.grad(l_old, (old.weight, xa))
+        gw_new, gx_new = torch.autograd.grad(l_new, (head.weight, xb))
+        torch.testing.assert_close(l_new, l_old, rtol=1e-13, atol=1e-13)
+        torch.testing.assert_close(gw_new, gw_old, rtol=1e-12, atol=1e-13)
+        torch.testing.assert_close(gx_new, gx_old, rtol=1e-12, atol=1e-13)
+    assert list(crit.parameters()) == []                  # the class weights live in the model now
 
 
 def test_center_loss_value_and_update_rule():
@@ -286,7 +363,8 @@ def test_build_criterion_contract(name):
     crit = build_criterion(name, num_classes=7, feat_dim=16)
     assert isinstance(crit, Criterion)
     f = torch.randn(5, 16, requires_grad=True)
-    z = torch.randn(5, 7, requires_grad=True)
+    margin = head_for(name) == "cosine"
+    z = (CosineHead(16, 7)(f).detach() if margin else torch.randn(5, 7)).requires_grad_()   # the head's output
     y = torch.randint(0, 7, (5,))
     loss, out, terms = crit(f, z, y)
     assert loss.dim() == 0 and torch.isfinite(loss)
@@ -296,13 +374,12 @@ def test_build_criterion_contract(name):
     centres = crit.centre_parameters()
     assert len(centres) == (1 if name in ("rdl", "center") else 0)
     cid = {id(p) for p in centres}
-    others = [p for p in crit.parameters() if id(p) not in cid]
-    assert len(others) == (1 if name in ("sphereface", "cosface", "arcface") else 0)
-    for p in [*centres, *others]:
+    assert [p for p in crit.parameters() if id(p) not in cid] == []     # a margin loss's W is the model's cosine head
+    for p in centres:
         assert p.grad is not None and torch.isfinite(p.grad).all()
-    if name in ("sphereface", "cosface", "arcface"):
-        assert z.grad is None  # the model's logits are ignored
-    else:
+    assert z.grad is not None and z.grad.abs().sum() > 0               # every loss reads the head's output
+    assert margin == (name in ("sphereface", "cosface", "arcface"))
+    if not margin:
         assert out is z
 
 
@@ -341,7 +418,7 @@ def test_criterion_with_bfloat16_features():
     (lambda: build_criterion("cosface", 5, 8)(torch.randn(4, 8).long(), None, torch.zeros(4, dtype=torch.long)),
      "features: expected a floating dtype"),
     (lambda: RobustDecoupleLoss(5, 8, variant="code"), "variant: expected 'paper' or 'official'"),
-    (lambda: SphereFaceLoss(5, 8, m=5), "m: SphereFace margin must be an integer in 1..4"),
+    (lambda: SphereFaceLoss(5, m=5), "m: SphereFace margin must be an integer in 1..4"),
 ])
 def test_bad_inputs_one_line_errors(call, msg):
     with pytest.raises(ValueError) as e:
