@@ -110,7 +110,7 @@ def gather_batch(features: torch.Tensor, # this process's x (n, D)
     y = _GatherRows.apply(labels.detach(), sizes)
     return _GatherRows.apply(features, sizes), y
 
-# %% ../nbs/05_losses.ipynb #57b90936
+# %% ../nbs/05_losses.ipynb #3d880815
 _TERMS = ("in", "out", "l")
 
 def _check_labels(labels, n, num_classes):
@@ -134,6 +134,7 @@ def _check_inputs(features, labels, num_classes, feat_dim):
         raise ValueError("features: empty batch (N = 0)")
     _check_labels(labels, features.shape[0], num_classes)
 
+# %% ../nbs/05_losses.ipynb #4cd6491e
 class RobustDecoupleLoss(nn.Module):
     "Robust Decouple Loss $\\mathcal{L}_R$ (Eq 11) with learnable class centres."
     def __init__(self,

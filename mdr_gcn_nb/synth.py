@@ -79,7 +79,7 @@ def forward_kinematics(q: dict, # per-frame angles (T,) for every name in ANGLES
     x, y, z = out[..., 0], out[..., 1], out[..., 2]
     return np.stack([cy * x + sy * z, y, -sy * x + cy * z], -1) + q["root"][:, None, :]
 
-# %% ../nbs/10_synth.ipynb #022d9e08
+# %% ../nbs/10_synth.ipynb #42d79ce5
 SKATE_CLASSES = FSD10_CLASSES  # the skater's 10 programs fill FSD-10's class slots (00_facts); the gym samples reuse them
 
 def _ramp(u, a, b):
@@ -101,6 +101,7 @@ def _base_pose(L, rng):
     q["root"] = np.zeros((L, 3)); q["root"][:, 1] = 0.95; q["root"][:, 0] = rng.uniform(0.3, 0.8) * u
     return u, q
 
+# %% ../nbs/10_synth.ipynb #4d596813
 def _jump(u, q, t0, dur, turns, height, arms="tuck"):
     "Crouch before t0, fly in [t0, t0+dur] turning `turns` times, land with the free leg back and the arms out."
     t1 = t0 + dur
@@ -135,6 +136,7 @@ def _steps(u, q, cycles, arm_amp, rng):
     q["l_abd"] += arm_amp * (0.5 + 0.5 * np.sin(0.5 * w)); q["r_abd"] += arm_amp * (0.5 - 0.5 * np.sin(0.5 * w))
     q["yaw"] += 0.5 * np.sin(0.5 * w); q["root"][:, 1] += 0.03 * np.abs(np.sin(w))
 
+# %% ../nbs/10_synth.ipynb #ce7cd2e8
 def skater_motion(label: int, # class 0..9 (SKATE_CLASSES)
                   L: int, # frames
                   rng: np.random.Generator, # per-sample randomness
@@ -256,7 +258,7 @@ def make_gym(out_dir, seed: int = 0, n_train: int = 8, n_val: int = 4) -> Path:
     atomic_write_text("\n".join(SKATE_CLASSES) + "\n", out / "gym_synth_label_map.txt")
     return out / "gym_synth.pkl"
 
-# %% ../nbs/10_synth.ipynb #e19813a0
+# %% ../nbs/10_synth.ipynb #dc25364f
 NTU_SYNTH_ACTIONS = {a: NTU60_CLASSES[a - 1] for a in (10, 23, 26, 27, 50, 58)}  # A number -> name (00_facts)
 NTU_SYNTH_SETUPS = ((1, 1), (2, 3), (3, 2), (1, 3))  # (camera, subject) pairs recorded for every action
 _CAM_ANGLE = {1: 0.0, 2: -np.pi / 4, 3: np.pi / 4}
@@ -300,6 +302,7 @@ def ntu_motion(action: int, L: int, rng: np.random.Generator, role: int = 0) -> 
         q[k] = q[k] + rng.normal(0, 0.05)
     return q
 
+# %% ../nbs/10_synth.ipynb #870ce1ff
 def _kinect_fields(xyz: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     "(L, 25, 3) camera-frame metres -> (L, 25, 12) joint lines: x y z depthX depthY colorX colorY qw qx qy qz state."
     x, y, z = xyz[..., 0], xyz[..., 1], xyz[..., 2]
@@ -313,6 +316,7 @@ def _kinect_fields(xyz: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     for sl, d in ((slice(0, 3), 6), (slice(3, 7), 4), (slice(7, 11), 6)): out[..., sl] = np.round(out[..., sl], d)
     return out
 
+# %% ../nbs/10_synth.ipynb #9cedb40e
 def ntu_recording(action: int, camera: int, subject: int, rng: np.random.Generator) -> list:
     """One synthetic recording as a list of frames; each frame is a list of bodies
     `(body_id, info (9,), joints (25, 12))` in the order of the `.skeleton` format."""

@@ -25,7 +25,7 @@ NOISE_SPREAD = 0.8        # a frame is noisy when x-extent > 0.8 * y-extent
 NOISE_SPREAD_FRAC = 0.69754   # a body is noise when >= 69.754 % of its frames are noisy
 MAX_FRAMES = 300
 
-# %% ../../nbs/07_data_ntu.ipynb #b0c0227f
+# %% ../../nbs/07_data_ntu.ipynb #00132922
 _NTU60_MISSING_TEXT = """
     S001C002P005R002A008 S001C002P006R001A008 S001C003P002R001A055 S001C003P002R002A012 S001C003P005R002A004
     S001C003P005R002A005 S001C003P005R002A006 S001C003P006R002A008 S002C002P011R002A030 S002C003P008R001A020
@@ -91,6 +91,7 @@ _NTU60_MISSING_TEXT = """
 """
 NTU60_MISSING = tuple(_NTU60_MISSING_TEXT.split())
 
+# %% ../../nbs/07_data_ntu.ipynb #1685ddb5
 def load_name_list(source, # a file with one sample name per line ('#' starts a comment), or an iterable of names
                   ) -> frozenset:
     "A set of NTU sample names (e.g. samples to skip), from a text file or a collection."
@@ -214,7 +215,7 @@ def ntu_clip(skel, # a `read_skeleton` dict, or a path to a `.skeleton` file
     else: x -= origin * present[:, :, None, None]                       # absent actors stay zero
     return (x, log) if return_log else x
 
-# %% ../../nbs/07_data_ntu.ipynb #ba174946
+# %% ../../nbs/07_data_ntu.ipynb #4e87aea4
 _BENCH = {"xsub": "NTU60_CS.npz", "xview": "NTU60_CV.npz"}
 
 def _convert(args):
@@ -231,6 +232,7 @@ def split_indices(meta: list, # parse_ntu_name dicts, one per sample
     grp = lambda ids: np.concatenate([np.flatnonzero(v == i) for i in ids] + [np.zeros(0, np.int64)]).astype(np.int64)
     return grp(train), grp(test)
 
+# %% ../../nbs/07_data_ntu.ipynb #bf94cc4a
 def preprocess_ntu(skeleton_dir, # folder of NTU RGB+D `.skeleton` files
                    out_dir, # where NTU60_CS.npz / NTU60_CV.npz are written
                    benchmark="xsub", # 'xsub', 'xview', 'both' (or a list of them)

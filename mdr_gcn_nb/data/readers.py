@@ -291,7 +291,7 @@ def safe_unpickle(path, # a pickle holding only containers, numbers, strings and
                     "and numpy arrays, and loading anything else could run code")
     except Exception as e: _fail(path, f"not a readable pickle ({type(e).__name__}: {str(e)[:160]})")
 
-# %% ../../nbs/06_data_readers.ipynb #a9608dd5
+# %% ../../nbs/06_data_readers.ipynb #da6a60a7
 def load_label_map(path, # text file, one class name per line (label = 0-based line number)
                    num_classes: int | None = None, # expected number of names (99 for FineGym99)
                   ) -> list:
@@ -306,6 +306,7 @@ def load_label_map(path, # text file, one class name per line (label = 0-based l
         _fail(path, f"label map has {len(names)} names, expected {num_classes}")
     return names
 
+# %% ../../nbs/06_data_readers.ipynb #fce55e1f
 _PYSKL_KEYS = ("frame_dir", "label", "keypoint")
 
 def _where_bad(x: np.ndarray) -> str:
@@ -352,6 +353,7 @@ def _check_split(path, split: dict, annos: list):
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             _fail(path, f"split {k!r} names clip {missing[0]!r}{more}, which no annotation has")
 
+# %% ../../nbs/06_data_readers.ipynb #e5ed93eb
 def load_pyskl(path, # PYSKL pickle: {'split', 'annotations'} wrapper, a plain list, or one annotation dict
                normalize: bool = False, # 2-D only: PYSKL normalisation with img_shape, and zero coordinates with score <= score_thr
                score_thr: float = 0.01,
@@ -394,6 +396,7 @@ def _normalize_anno(path, a: dict, score_thr: float) -> dict:
     if "keypoint_score" in a: kp[np.asarray(a["keypoint_score"]) <= score_thr] = 0
     return {**a, "keypoint": kp.astype(np.float32)}
 
+# %% ../../nbs/06_data_readers.ipynb #ad83823d
 def fit_persons(x: np.ndarray, # clip (C, T, V, M')
                 M: int, # persons the model takes
                ) -> np.ndarray: # (C, T, V, M), contiguous
