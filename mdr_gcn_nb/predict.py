@@ -153,6 +153,8 @@ class Predictor:
         "Rebuild the network, its head and its test-time pipeline from a checkpoint (weights only: loading runs no code)."
         ck = load_checkpoint(path)
         cfg = load_config(base=ck["config"], overrides=list(overrides))
+        if cfg.data.get("dims") is None and ck.get("data_dims"):     # what the training file had (pyskl), unless overridden
+            cfg.data = {**cfg.data, "dims": int(ck["data_dims"])}
         dc = make_data_config({"seed": cfg.seed, **cfg.data}).resolved()
         model, criterion = build_model_and_criterion(cfg, _model_facts(ck, cfg, dc.layout))
         load_weights(path, ck, model, criterion)

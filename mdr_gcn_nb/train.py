@@ -286,6 +286,7 @@ class TrainingRun:
         self._log = log if self.dist.main else (lambda *a, **k: None)
         self.model, self.criterion = place(model, criterion, self.rt)
         self.num_classes = int(getattr(train_set, "num_classes", 0) or getattr(model, "num_classes", 0))
+        self.data_dims = getattr(getattr(test_set, "cfg", None), "dims", None)   # coordinates per joint the data had (pyskl: from its file)
         self.class_names = list(getattr(test_set, "class_names", None) or range(self.num_classes))
         self.bs, self.train_loader, self.test_loader = make_loaders(cfg, train_set, test_set, self.dist, self.device, self._log)
         self.train_set, self.train_sampler = self.train_loader.dataset, self.train_loader.sampler
@@ -304,7 +305,8 @@ class TrainingRun:
                 "epoch": self.epoch, "step": self.step, "global_step": self.global_step,
                 "steps_per_epoch": self.steps_per_epoch, "world_size": self.dist.world,
                 "best": dict(self.record.best), "history": list(self.record.history), "meter": json.loads(json.dumps(self.meter)),
-                "rng": get_rng_state(), "num_classes": self.num_classes, "class_names": self.class_names}
+                "rng": get_rng_state(), "num_classes": self.num_classes, "class_names": self.class_names,
+                "data_dims": self.data_dims}
 
     def load(self, path):
         "Restore everything from a checkpoint, to continue exactly where it was written."

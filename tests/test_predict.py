@@ -235,3 +235,13 @@ def test_export_errors(fsd_run, tmp_path, monkeypatch):
     assert 'onnxscript: pip install "mdr_gcn_nb[export]"' in err
     assert not (tmp_path / "m.onnx").exists()
 
+
+
+def test_checkpoint_knows_the_dims_of_its_pyskl_data(tmp_path):
+    "A model trained on a 3-D PYSKL file reads clips given without their file (an array) as 3-D too: the dims are in the checkpoint."
+    from mdr_gcn_nb.predict import Predictor, read_clips
+    ck, _, _ = _pyskl_run(tmp_path, 3, "bone")
+    pred = Predictor.from_checkpoint(ck)
+    assert pred.data.dims == 3
+    clips = [c for _, c in read_clips(_tiny_pyskl(tmp_path, 3), pred.C, pred.V, pred.M, pred.data)[0]]
+    np.testing.assert_allclose(pred.scores(clips), pred.scores(clips, dims=3), atol=1e-6, rtol=0)
