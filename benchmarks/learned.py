@@ -40,8 +40,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from mdr_gcn_nb.cvsta import GCB, get_sigma
-from mdr_gcn_nb.train import (ConfigError, SeededItems, build_datasets, build_model_and_criterion, data_facts,
-                              load_checkpoint, load_config, load_weights, seed_everything)
+from mdr_gcn_nb.checkpoint import load_checkpoint, load_weights
+from mdr_gcn_nb.config import load_config
+from mdr_gcn_nb.core import ConfigError
+from mdr_gcn_nb.runtime import SeededItems, seed_everything
+from mdr_gcn_nb.train import build_datasets, build_model_and_criterion, data_facts
 
 LAYERS = (1, 5, 10)          # 1-based layers whose attention is kept (Fig 4 shows three depths)
 

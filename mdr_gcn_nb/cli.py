@@ -4,15 +4,15 @@
 
 # %% auto #0
 __all__ = ['AUTHORS_RECIPES', 'cmd_train', 'cmd_test', 'cmd_ensemble', 'cmd_preprocess_ntu', 'cmd_make_samples', 'cmd_summary',
-           'cmd_convert_authors', 'cmd_make_dataset', 'cmd_predict', 'cmd_export', 'make_parser', 'parse_args', 'main']
+           'cmd_convert_authors', 'cmd_make_dataset', 'cmd_predict', 'cmd_export', 'make_parser', 'parse_args',
+           'split_overrides', 'main']
 
 # %% ../nbs/12_cli.ipynb #70413edb
-import argparse, json, os, re, shlex, sys
+import argparse, json, os, re, shlex, sys, warnings
 from pathlib import Path
 
-from .core import ConfigError
+from .core import ConfigError, NonFiniteLossError
 from .config import load_config
-from .checkpoint import NonFiniteLossError
 from .metrics import ensemble, save_scores
 from .train import train, evaluate_checkpoint, model_summary
 
@@ -118,7 +118,7 @@ def cmd_convert_authors(a) -> int:
     import torch
     from mdr_gcn_nb.model import from_authors
     from mdr_gcn_nb import __version__
-    from mdr_gcn_nb.checkpoint import atomic_save
+    from mdr_gcn_nb.checkpoint import CHECKPOINT_FORMAT, atomic_save
     from mdr_gcn_nb.config import config_to_dict
     from mdr_gcn_nb.train import build_criterion_from_config, build_model_from_config
     src = Path(a.checkpoint)
@@ -139,7 +139,7 @@ def cmd_convert_authors(a) -> int:
     except RuntimeError as e: raise ConfigError(f"{conf}: its model.args build a network the authors' weights do not fit") from e
     torch.manual_seed(cfg.seed)
     criterion = build_criterion_from_config(cfg, m.num_classes, model.feat_dim)
-    ck = {"format": "mdr-gcn-checkpoint-1", "version": __version__, "config": config_to_dict(cfg), "model": model.state_dict(),
+    ck = {"format": CHECKPOINT_FORMAT, "version": __version__, "config": config_to_dict(cfg), "model": model.state_dict(),
           "criterion": criterion.state_dict(), "epoch": "authors", "num_classes": m.num_classes,
           "source": f"{src} (the authors' training script), converted by mdr-gcn convert-authors; "
                     f"loss parameters (class centres) are new: the authors' checkpoints hold none"}
@@ -332,6 +332,13 @@ def parse_args(argv, ap: argparse.ArgumentParser | None = None) -> argparse.Name
         extra += rest
     if extra: ap.error(f"unrecognized arguments: {' '.join(extra)}")
     return a
+
+def split_overrides(argv, facts=None) -> tuple:
+    "Deprecated: use `parse_args(argv)`, whose `.overrides` are the `key=value` words. (the other words, the overrides) of `argv`."
+    warnings.warn("cli.split_overrides is deprecated: use cli.parse_args(argv).overrides", DeprecationWarning, stacklevel=2)
+    rest, over = list(argv), parse_args(argv).overrides
+    for t in over: del rest[len(rest) - 1 - rest[::-1].index(t)]   # from the end: an option's equal value stays
+    return rest, over
 
 def main(argv=None) -> int:
     "Entry point of the `mdr-gcn` console script."

@@ -9,8 +9,8 @@ import tempfile
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['one_line', 'MDRError', 'ConfigError', 'DataFormatError', 'InputError', 'atomic_write', 'atomic_write_bytes',
-           'atomic_write_text', 'check_keys']
+__all__ = ['one_line', 'MDRError', 'ConfigError', 'DataFormatError', 'InputError', 'NonFiniteLossError', 'atomic_write',
+           'atomic_write_bytes', 'atomic_write_text', 'check_keys']
 
 # %% ../nbs/00_core.ipynb #85cb1c08
 def one_line(text) -> str:
@@ -29,6 +29,9 @@ class DataFormatError(MDRError, ValueError):
 
 class InputError(ConfigError):
     "An input that `predict` or `export` cannot use; the message names the file and what is wrong."
+
+class NonFiniteLossError(MDRError, RuntimeError):
+    "Training stopped because the loss (or a weight) became NaN or infinite; the message names where and the last good checkpoint."
 
 # %% ../nbs/00_core.ipynb #7fd17149
 def _write_error(path, e: OSError) -> OSError:

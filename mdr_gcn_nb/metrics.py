@@ -139,7 +139,7 @@ class TensorBoardLog:
         self.writer.add_text("config", "".join("    " + l for l in text.splitlines(True)), first_epoch)  # indented: a code block
 
     def epoch(self, row: dict, pred: dict, class_names=None, centre_lr: Optional[float] = None):
-        "Write one epoch: `row` as written to log.csv (its `epoch` is the step), `pred` from `Trainer.predict`."
+        "Write one epoch: `row` as written to log.csv (its `epoch` is the step), `pred` from `Evaluator.predict`."
         step = int(row["epoch"])
         for k, v in row.items():
             if k != "epoch" and isinstance(v, (int, float)): self.writer.add_scalar(tb_tag(k), v, step)

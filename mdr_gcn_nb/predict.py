@@ -13,8 +13,9 @@ import torch
 import torch.nn as nn
 
 from .core import ConfigError, DataFormatError, InputError
-from .train import (load_checkpoint, load_config, make_data_config,
-                              build_model_and_criterion, load_weights)
+from .checkpoint import load_checkpoint, load_weights
+from .config import load_config, make_data_config
+from .train import build_model_and_criterion
 from .data import readers
 from .data.datasets import DataConfig, SkeletonDataset, read_pyskl
 from .data.ntu import ntu_clip, MAX_FRAMES

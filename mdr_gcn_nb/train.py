@@ -15,7 +15,7 @@ __all__ = ['WarmupMultiStepLR', 'build_datasets', 'data_facts', 'build_model_fro
            'open_log']
 
 # %% ../nbs/11_train.ipynb #732ff7c7
-import json, time
+import json, operator, time, warnings
 from pathlib import Path
 from typing import Optional
 
@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import __version__
-from .core import ConfigError, atomic_write_text
+from .core import ConfigError, NonFiniteLossError, atomic_write_text
 from .config import (PRECISIONS, ModelSection, LossSection, OptimSection, PaperSection, LogSection, TrainConfig,
                                parse_override, apply_overrides, config_from_dict, load_config, config_to_dict,
                                config_yaml, check_config, make_data_config)
@@ -35,7 +35,7 @@ from .runtime import (DistInfo, Runtime, ResumableSampler, SeededItems, seed_eve
                                 set_rng_state, rng_kept, init_distributed, shutdown_distributed, pick_device,
                                 autocast_dtype, setup_process, unwrap, place, average_grads, all_finite,
                                 replicas_identical)
-from .checkpoint import (NonFiniteLossError, Checkpointer, atomic_save, load_checkpoint, load_weights,
+from .checkpoint import (CHECKPOINT_FORMAT, Checkpointer, atomic_save, load_checkpoint, load_weights,
                                    resume_step)
 from .metrics import (topk_accuracy, confusion_matrix, per_class_accuracy, plot_confusion, save_scores,
                                 load_scores, ensemble, tb_tag, TensorBoardLog, open_log, write_log_csv, write_per_class)
@@ -43,7 +43,7 @@ from .model import set_head
 from .losses import head_for
 
 # %% ../nbs/11_train.ipynb #080ee039
-# the names `train` offered before its collaborators got modules of their own: `from mdr_gcn_nb.train import X` keeps working
+# re-exported for scripts that import them from `train`; the package imports each from the module that owns it
 _all_ = ["PRECISIONS", "ModelSection", "LossSection", "OptimSection", "PaperSection", "LogSection", "TrainConfig",
          "parse_override", "apply_overrides", "config_from_dict", "load_config", "config_to_dict", "check_config",
          "make_data_config", "seed_everything", "get_rng_state", "set_rng_state", "ResumableSampler", "SeededItems",
@@ -230,7 +230,7 @@ class Stepper:
 def _new_meter() -> dict: return {"n": 0, "loss": 0.0, "correct": 0, "terms": {}, "time": 0.0}
 
 def _add(m: dict, r: dict):
-    "Add one step's sums (`Trainer.train_step`) to the epoch's running sums `m`."
+    "Add one step's sums (`Stepper.__call__`) to the epoch's running sums `m`."
     m["n"] += r["n"]; m["loss"] += r["loss"]; m["correct"] += r["correct"]
     for k, v in r["terms"].items(): m["terms"][k] = m["terms"].get(k, 0.0) + v
 
@@ -300,7 +300,7 @@ class TrainingRun:
         if resume is not None: self.load(resume)
 
     def state_dict(self) -> dict:
-        return {"format": "mdr-gcn-checkpoint-1", "version": __version__, "config": config_to_dict(self.cfg),
+        return {"format": CHECKPOINT_FORMAT, "version": __version__, "config": config_to_dict(self.cfg),
                 "model": unwrap(self.model).state_dict(), "criterion": self.criterion.state_dict(), **self.stepper.state_dict(),
                 "epoch": self.epoch, "step": self.step, "global_step": self.global_step,
                 "steps_per_epoch": self.steps_per_epoch, "world_size": self.dist.world,
@@ -329,8 +329,35 @@ class TrainingRun:
     @property
     def amp_dtype(self): return self.stepper.amp_dtype
 
+# %% ../nbs/11_train.ipynb #4ce727c1
+_MOVED = {  # deprecated Trainer name: its home, as a path from the trainer, or (the call to use, a function of the trainer)
+    "best": "record.best", "history": "record.history", "summary": "record.summary", "write_log": "record.write_log",
+    "save_scores": "evaluator.save_scores", "sample_names": "evaluator.sample_names",
+    "scheduler": "stepper.scheduler", "centre_optimizer": "stepper.centre_optimizer", "scaler": "stepper.scaler",
+    "test_set": "test_loader.dataset", "test_sampler": "test_loader.sampler",
+    "save_predictions": ("tr.evaluator.save_predictions(p, tr.out, tag)",
+                         lambda tr: lambda p, tag="best": tr.evaluator.save_predictions(p, tr.out, tag)),
+    "check_replicas": ("runtime.replicas_identical([runtime.unwrap(tr.model), tr.criterion], tr.dist)",
+                       lambda tr: lambda: replicas_identical([unwrap(tr.model), tr.criterion], tr.dist))}
+
+class _MovedNames:
+    "The names of `_MOVED` on a trainer: each reads (and, for a value, writes) its home, with a `DeprecationWarning` naming it."
+    def __getattr__(self, name):                              # only called when ordinary lookup fails
+        if name not in _MOVED: raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        home = _MOVED[name]
+        use, get = (f"tr.{home}", operator.attrgetter(home)) if isinstance(home, str) else home
+        warnings.warn(f"Trainer.{name} is deprecated: use {use}", DeprecationWarning, stacklevel=2)
+        return get(self)
+
+    def __setattr__(self, name, value):
+        home = _MOVED.get(name)
+        if not isinstance(home, str): return object.__setattr__(self, name, value)
+        warnings.warn(f"Trainer.{name} is deprecated: use tr.{home}", DeprecationWarning, stacklevel=2)
+        owner, _, attr = home.rpartition(".")
+        setattr(operator.attrgetter(owner)(self), attr, value)
+
 # %% ../nbs/11_train.ipynb #1b6ef2e1
-class Trainer(TrainingRun):
+class Trainer(TrainingRun, _MovedNames):
     "Train `model` with `criterion` on `train_set`, evaluating on `test_set` every epoch, as `cfg` says: the loop over epochs and steps."
     def train_step(self, x, y) -> dict:
         "One update (`Stepper`); the step's sums."
@@ -399,13 +426,13 @@ def train(cfg: TrainConfig, resume=None, log=print,
           overwrite: bool = False, # start over in a run folder that already holds a run (its files are replaced)
          ) -> dict:
     "Train as `cfg` says (resuming from `resume` if given); return the summary dict (paths, best top-1)."
-    tr = build_trainer(cfg, resume=resume, log=log)                  # checks the whole config; writes nothing yet
-    run = Path(cfg.out_dir) / cfg.name
-    if resume is None and not overwrite and (run / "last.pt").exists():
-        shutdown_distributed()
-        raise ConfigError(f"{run}: already holds a run (last.pt); continue it with --resume, use another --name, "
-                          "or pass --force to start over and replace its files")
-    try: return tr.fit()
+    try:                                                             # the process group is left however this ends
+        tr = build_trainer(cfg, resume=resume, log=log)              # checks the whole config; writes nothing yet
+        run = Path(cfg.out_dir) / cfg.name
+        if resume is None and not overwrite and (run / "last.pt").exists():
+            raise ConfigError(f"{run}: already holds a run (last.pt); continue it with --resume, use another --name, "
+                              "or pass --force to start over and replace its files")
+        return tr.fit()
     finally: shutdown_distributed()
 
 def evaluate_checkpoint(checkpoint, overrides=(), out=None, progress: bool = True, log=print) -> dict:
@@ -414,17 +441,19 @@ def evaluate_checkpoint(checkpoint, overrides=(), out=None, progress: bool = Tru
     cfg = load_config(base=ck["config"], overrides=list(overrides) + [f"progress={progress}"])
     test_set, = build_datasets(cfg, ("test",))                    # the training split is not read
     rt = setup_process(cfg)
-    facts = data_facts(test_set); facts["num_classes"] = ck.get("num_classes", facts["num_classes"])
-    model, criterion = build_model_and_criterion(cfg, facts)
-    load_weights(checkpoint, ck, model, criterion)
-    loader = _test_loader(cfg, SeededItems(test_set, cfg.seed), rt.dist, rt.device, torch.Generator().manual_seed(cfg.seed))
-    ev = Evaluator(cfg, model.to(rt.device), criterion.to(rt.device), loader, rt,
-                   getattr(test_set, "class_names", None) or range(facts["num_classes"]), getattr(test_set, "sample_names", None) or [])
-    row, p = ev.evaluate()
-    cm = confusion_matrix(p["scores"].argmax(1), p["labels"], facts["num_classes"])
-    res = {"checkpoint": str(checkpoint), "epoch": ck.get("epoch", "?"), "n": len(p["labels"]),
-           "top1": row["test_top1"], "top5": row["test_top5"], "per_class": per_class_accuracy(cm).tolist()}
-    if out is not None: res["scores"] = str(ev.save_scores(p, out))
+    try:                                                          # the process group is left however this ends
+        facts = data_facts(test_set); facts["num_classes"] = ck.get("num_classes", facts["num_classes"])
+        model, criterion = build_model_and_criterion(cfg, facts)
+        load_weights(checkpoint, ck, model, criterion)
+        loader = _test_loader(cfg, SeededItems(test_set, cfg.seed), rt.dist, rt.device, torch.Generator().manual_seed(cfg.seed))
+        ev = Evaluator(cfg, model.to(rt.device), criterion.to(rt.device), loader, rt,
+                       getattr(test_set, "class_names", None) or range(facts["num_classes"]), getattr(test_set, "sample_names", None) or [])
+        row, p = ev.evaluate()
+        cm = confusion_matrix(p["scores"].argmax(1), p["labels"], facts["num_classes"])
+        res = {"checkpoint": str(checkpoint), "epoch": ck.get("epoch", "?"), "n": len(p["labels"]),
+               "top1": row["test_top1"], "top5": row["test_top5"], "per_class": per_class_accuracy(cm).tolist()}
+        if out is not None: res["scores"] = str(ev.save_scores(p, out))
+    finally: shutdown_distributed()
     return res
 
 # %% ../nbs/11_train.ipynb #6b743ebc

@@ -3,11 +3,13 @@
 Run as a script: `python tests/_toy.py OUT_DIR [--resume] [--epochs N] [--every K] [--n N]` trains the toy
 with a Trainer (used by the resume and DDP tests). The real model is tested in test_cli.py.
 """
-import sys, argparse
+import argparse
 from pathlib import Path
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from torch.utils.data import Dataset
-from mdr_gcn_nb.train import Trainer, load_config, shutdown_distributed
+from mdr_gcn_nb.config import load_config
+from mdr_gcn_nb.runtime import shutdown_distributed
+from mdr_gcn_nb.train import Trainer
 
 
 class ToyData(Dataset):

@@ -2,7 +2,7 @@
 # Every check CI runs, in order (the README's test command calls this after installing).
 #  1. notebooks are clean (nbdev_clean changes nothing)
 #  2. the package is what the notebooks export (nbdev_export changes nothing under mdr_gcn_nb/), and ruff finds
-#     no unused import, undefined name or statement error in it (rules in ruff.toml)
+#     no unused import, undefined name or statement error in it, the tests, benchmarks or tools (rules in ruff.toml)
 #  3. every notebook runs top to bottom (nbdev_test, 2 workers; cells flagged `slow` are skipped)
 #  4. the integration tests (pytest)
 set -euo pipefail
@@ -29,7 +29,7 @@ if [ "$before" != "$after" ] || [ -n "$(git status --porcelain -- mdr_gcn_nb)" ]
   git status --porcelain -- mdr_gcn_nb | head -20
   exit 1
 fi
-ruff check mdr_gcn_nb
+ruff check mdr_gcn_nb tests benchmarks tools
 
 echo "== 3/4 nbdev_test"
 start=$SECONDS

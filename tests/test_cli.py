@@ -112,7 +112,7 @@ def test_summary_prints_params_and_flops():
 
 
 def test_all_configs_load():
-    from mdr_gcn_nb.train import load_config
+    from mdr_gcn_nb.config import load_config
     files = sorted((ROOT / "configs").glob("*.yaml"))
     assert len(files) >= 20 + 4
     for f in files:
@@ -143,7 +143,7 @@ def test_nan_loss_stops_with_status_3_and_keeps_the_checkpoint(tmp_path):
                                    "optim.warmup_epochs=0", "optim.milestones=[]", "optim.lr=1e30", "checkpoint_every=1")
     assert rc == 3 and len(err.strip().splitlines()) == 1, err
     assert re.search(r"stopped: loss is -?(nan|inf) at epoch 1, step 2; .*last good checkpoint: \S*last\.pt", err), err
-    from mdr_gcn_nb.train import load_checkpoint
+    from mdr_gcn_nb.checkpoint import load_checkpoint
     ck = load_checkpoint(tmp_path / "sample_fsd10_joint" / "last.pt")
     assert (ck["epoch"], ck["step"]) == (0, 1)
     assert all(v.isfinite().all() for v in ck["model"].values() if v.is_floating_point())
@@ -232,7 +232,7 @@ def test_more_bad_input_is_one_line(tmp_path):
 
 
 def test_ensemble_checks_what_it_fuses(tmp_path):
-    from mdr_gcn_nb.train import save_scores
+    from mdr_gcn_nb.metrics import save_scores
     y = np.array([0, 1, 2, 1])
     s = np.eye(3)[y].astype(np.float32)
     a = save_scores(tmp_path / "a.npz", s, y, np.arange(4), class_names=["x", "y", "z"])
@@ -259,7 +259,7 @@ def test_no_checkpoint_with_non_finite_weights_or_statistics(tmp_path):
                                    *TINY[:-3], "optim.epochs=2", "optim.warmup_epochs=0", "optim.milestones=[]",
                                    "optim.lr=1e8", "checkpoint_every=1")
     assert rc == 3 and len(err.strip().splitlines()) == 1, err
-    from mdr_gcn_nb.train import load_checkpoint
+    from mdr_gcn_nb.checkpoint import load_checkpoint
     for name in ("last.pt", "best.pt"):
         p = tmp_path / "sample_fsd10_joint" / name
         if p.exists():
@@ -319,3 +319,12 @@ def test_convert_authors_bad_input_is_one_line(tmp_path):
                                    "--config", "configs/sample_fsd10_joint.yaml")
     assert rc == 2 and "model.name is 'mdrgcn'; the authors' weights need 'mdrgcn_authors'" in err, err
     assert not (tmp_path / "o.pt").exists()
+
+
+def test_split_overrides_is_parse_args_with_a_warning():
+    from mdr_gcn_nb.cli import parse_args, split_overrides
+    argv = ["train", "--config", "c.yaml", "optim.lr=0.1", "--name", "a=b", "data.window=8"]
+    with pytest.warns(DeprecationWarning, match=r"use cli\.parse_args\(argv\)\.overrides"):
+        rest, over = split_overrides(argv)
+    assert over == parse_args(argv).overrides == ["optim.lr=0.1", "data.window=8"]
+    assert rest == ["train", "--config", "c.yaml", "--name", "a=b"]

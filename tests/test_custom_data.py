@@ -191,7 +191,8 @@ def test_msr_layout_yaml_matches_body_model_mat():
 @pytest.mark.skipif(not MSR.exists(), reason=f"{MSR} not present (real MSR Action3D files)")
 def test_msr_action3d_trains_through_the_custom_path(tmp_path):
     "Cross-subject (train 1, 3, 5, 7, 9 / test 2, 4, 6, 8, 10) on the 557 sequences of the standard protocol: top-1 > 3x chance."
-    from mdr_gcn_nb.train import config_from_dict, train
+    from mdr_gcn_nb.config import config_from_dict
+    from mdr_gcn_nb.train import train
     t0 = time.time()
     (tmp_path / "clips").mkdir()
     rows = ["name,label,split"]

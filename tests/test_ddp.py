@@ -2,7 +2,7 @@
 import os, re, shutil, signal, subprocess, sys
 from pathlib import Path
 import torch
-from mdr_gcn_nb.train import load_checkpoint
+from mdr_gcn_nb.checkpoint import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _toy

@@ -10,7 +10,9 @@ import torch
 
 from mdr_gcn_nb.cvsta import GCB, cvsta_subset, pool_frames, pool_joints
 from mdr_gcn_nb.graph import fixed_graph
-from mdr_gcn_nb.train import build_trainer, load_checkpoint, load_config
+from mdr_gcn_nb.checkpoint import load_checkpoint
+from mdr_gcn_nb.config import load_config
+from mdr_gcn_nb.train import build_trainer
 from test_cli import main_in_process
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,8 +10,7 @@ import torch.nn.functional as F
 
 from mdr_gcn_nb.model import CosineHead
 from mdr_gcn_nb.losses import (ArcFaceLoss, CenterLoss, CosFaceLoss, Criterion, RDLFunction, RobustDecoupleLoss, head_for,
-                               SphereFaceLoss, angle_in, angle_out, build_criterion, cosine_matrix, norm_loss,
-                               norm_ratio, official_terms, rdl_grads, resolve_lambda, total_loss)
+                               SphereFaceLoss, angle_out, build_criterion, cosine_matrix, rdl_grads, resolve_lambda, total_loss)
 
 torch.set_num_threads(1)  # tiny tensors: threads only add overhead on the shared CI machine
 

@@ -18,7 +18,7 @@ def _train(tmp, config, *over):
     ck = next(Path(tmp).glob("*/best.pt"))
     rc, out, err = main_in_process("test", "--checkpoint", ck, "--out", Path(tmp) / "scores.npz", "--no-progress")
     assert rc == 0, err
-    from mdr_gcn_nb.train import load_scores
+    from mdr_gcn_nb.metrics import load_scores
     return ck, load_scores(Path(tmp) / "scores.npz")
 
 

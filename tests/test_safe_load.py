@@ -11,7 +11,11 @@ import torch
 
 from mdr_gcn_nb.data.datasets import DataConfig, build_dataset
 from mdr_gcn_nb.data.readers import DataFormatError, load_fsd10, load_pyskl, safe_unpickle
-from mdr_gcn_nb.train import ConfigError, load_checkpoint, load_scores, set_rng_state
+from mdr_gcn_nb.checkpoint import load_checkpoint
+from mdr_gcn_nb.core import ConfigError
+from mdr_gcn_nb.metrics import load_scores
+from mdr_gcn_nb.runtime import set_rng_state
+from test_cli import main_in_process                     # `mdr-gcn ARGS` in this process: (status, stdout, stderr)
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data_samples"
@@ -53,9 +57,6 @@ def test_the_payloads_do_run_under_plain_pickle(tmp_path):
         marker = tmp_path / "PWNED"
         pickle.loads(pickle.dumps(make(marker)))
         assert marker.exists(); marker.unlink()
-
-
-from test_cli import main_in_process                     # `mdr-gcn ARGS` in this process: (status, stdout, stderr)
 
 
 def refused_in_one_line(rc, err, *words):

@@ -5,7 +5,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _toy
-from mdr_gcn_nb.train import load_config, train
+from mdr_gcn_nb.config import load_config
+from mdr_gcn_nb.train import train
 from mdr_gcn_nb import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +33,7 @@ def test_events_match_log_csv(tmp_path):
     rows, acc = _csv(run), _events(run)
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     tags = acc.Tags()
-    from mdr_gcn_nb.train import tb_tag
+    from mdr_gcn_nb.metrics import tb_tag
     want = {tb_tag(k) for k in rows[0] if k != "epoch"}
     assert {"train/loss", "train/rdl", "train/ce", "train/top1", "test/top1", "test/top5", "test/loss", "lr/net"} <= want
     assert set(tags["scalars"]) == want | {"lr/centres"}

@@ -1,11 +1,13 @@
 "Trainer mechanics on a tiny stand-in model (tests/_toy.py): exact resume after SIGKILL, NaN guard, atomic files."
-import os, signal, subprocess, sys, time
+import signal, subprocess, sys, time
 from pathlib import Path
 import pytest, torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _toy
-from mdr_gcn_nb.train import NonFiniteLossError, Trainer, load_checkpoint
+from mdr_gcn_nb.checkpoint import load_checkpoint
+from mdr_gcn_nb.core import NonFiniteLossError
+from mdr_gcn_nb.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = [sys.executable, str(Path(__file__).parent / "_toy.py")]
@@ -139,8 +141,59 @@ def test_precision_training_step_mdrgcn_rdl(tmp_path, precision):
 
 
 def test_precision_fp16_on_cpu_is_a_one_line_error(tmp_path):
-    from mdr_gcn_nb.train import ConfigError
+    from mdr_gcn_nb.core import ConfigError
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device.*on CPU use bf16"):
         _toy.toy_trainer(tmp_path, epochs=1, precision="fp16", device="cpu")
     with pytest.raises(ConfigError, match=r"precision must be one of \['auto', 'fp32', 'bf16', 'fp16'\], got 'bf32'"):
         _toy.toy_config(tmp_path, precision="bf32")
+
+
+def test_deprecated_trainer_names_work_and_name_their_home(tmp_path):
+    "Every name of the one-class Trainer that moved to a part (record, evaluator, stepper, test loader) still works and warns."
+    from mdr_gcn_nb.runtime import replicas_identical, unwrap
+    from mdr_gcn_nb.train import _MOVED
+    tr = _toy.toy_trainer(tmp_path, epochs=1); tr.fit()
+    p = tr.predict()
+    new = {"best": tr.record.best, "history": tr.record.history, "sample_names": tr.evaluator.sample_names,
+           "scheduler": tr.stepper.scheduler, "centre_optimizer": tr.stepper.centre_optimizer, "scaler": tr.stepper.scaler,
+           "test_set": tr.test_loader.dataset, "test_sampler": tr.test_loader.sampler}
+    calls = {"summary": lambda f: f(1.0) == tr.record.summary(1.0), "write_log": lambda f: f() == tr.out / "log.csv",
+             "save_scores": lambda f: f(p, tmp_path / "s.npz") == tmp_path / "s.npz",
+             "save_predictions": lambda f: f(p, "old")["scores"] == tr.out / "scores_old.npz" and (tr.out / "confusion_old.png").is_file(),
+             "check_replicas": lambda f: f() == replicas_identical([unwrap(tr.model), tr.criterion], tr.dist)}
+    assert set(new) | set(calls) == set(_MOVED)
+    for name in _MOVED:
+        with pytest.warns(DeprecationWarning, match=rf"Trainer\.{name} is deprecated: use \S*(tr\.|runtime\.)"):
+            v = getattr(tr, name)
+        assert v is new[name] if name in new else calls[name](v), name
+    with pytest.warns(DeprecationWarning, match=r"use tr\.record\.best"):
+        tr.best = {"top1": 99.0, "epoch": 1}
+    assert tr.record.best["top1"] == 99.0
+    with pytest.raises(AttributeError, match="no attribute 'bestt'"): tr.bestt
+
+
+def test_non_finite_loss_error_lives_in_core():
+    import mdr_gcn_nb.checkpoint as ck, mdr_gcn_nb.cli as cli, mdr_gcn_nb.core as core, mdr_gcn_nb.train as train
+    assert ck.NonFiniteLossError is core.NonFiniteLossError is train.NonFiniteLossError is cli.NonFiniteLossError
+    assert issubclass(core.NonFiniteLossError, (core.MDRError, RuntimeError))
+
+
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason="data_samples/fsd10 not generated")
+def test_the_process_is_shut_down_when_setup_fails_after_it(tmp_path, monkeypatch):
+    "train and evaluate_checkpoint leave the process group (shutdown_distributed) when a step after setup_process fails."
+    import mdr_gcn_nb.train as T
+    from mdr_gcn_nb.config import config_to_dict, load_config
+    from mdr_gcn_nb.core import ConfigError
+    calls = []
+    monkeypatch.setattr(T, "setup_process", lambda cfg, f=T.setup_process: calls.append("setup") or f(cfg))
+    monkeypatch.setattr(T, "shutdown_distributed", lambda: calls.append("shutdown"))
+    cfg = load_config(ROOT / "configs/sample_fsd10_joint.yaml", TINY + [f"data.path={SAMPLES}", f"out_dir={tmp_path}"])
+    monkeypatch.setattr(T, "build_model_and_criterion", lambda *a: (_ for _ in ()).throw(ConfigError("model: broken")))
+    with pytest.raises(ConfigError, match="model: broken"): T.train(cfg)
+    assert calls == ["setup", "shutdown"]
+    monkeypatch.undo(); calls.clear()
+    monkeypatch.setattr(T, "setup_process", lambda cfg, f=T.setup_process: calls.append("setup") or f(cfg))
+    monkeypatch.setattr(T, "shutdown_distributed", lambda: calls.append("shutdown"))
+    monkeypatch.setattr(T, "load_checkpoint", lambda path: {"config": config_to_dict(cfg), "model": {}, "criterion": {}})
+    with pytest.raises(ConfigError, match="weights do not fit"): T.evaluate_checkpoint("fake.pt")
+    assert calls == ["setup", "shutdown"]

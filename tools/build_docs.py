@@ -46,7 +46,7 @@ def check_sidebar(groups, nbs_dir=ROOT / "nbs"):
     dup = sorted({n for n in listed if listed.count(n) > 1})
     missing, extra = sorted(set(present) - set(listed)), sorted(set(listed) - set(present))
     if dup or missing or extra:
-        raise SystemExit(f"nbs/sidebar.yml: " + "; ".join(
+        raise SystemExit("nbs/sidebar.yml: " + "; ".join(
             s for s in (dup and f"listed twice: {dup}", missing and f"not listed: {missing}",
                         extra and f"no such notebook: {extra}") if s))
 
@@ -250,7 +250,7 @@ def configs_page(root=ROOT) -> str:
     "The configs in configs/, grouped by recipe, with the paper numbers each one states (its `paper:` section)."
     import yaml
     sys.path.insert(0, str(root))
-    from mdr_gcn_nb.train import load_config
+    from mdr_gcn_nb.config import load_config
     num = lambda v: "–" if v is None else f"{v:g}"
     groups = {}
     for p in sorted((root / "configs").glob("*.yaml")):

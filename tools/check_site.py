@@ -81,7 +81,7 @@ def _ids(path: Path) -> frozenset:
 def pages_of(site: Path) -> list:
     "Every HTML page of the site (MathJax's and the theme's assets left out)."
     return sorted(p.relative_to(site).as_posix() for p in site.rglob("*.html")
-                  if not p.relative_to(site).parts[0] in ("_static", "_screens", "_downloads", "_sources"))
+                  if p.relative_to(site).parts[0] not in ("_static", "_screens", "_downloads", "_sources"))
 
 
 def _resolve(site: Path, page: str, ref: str):
