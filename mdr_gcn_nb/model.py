@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cvsta import GCB, _removed
+from .core import removed_names
+from .cvsta import GCB
 from .facts import DATASETS
 from .gcn import STGCNUnit, make_residual
 from .graph import GRAPHS, Graph, fixed_graph
@@ -424,7 +425,7 @@ def set_head(model: nn.Module, # a model with a linear classifier `fc`
     return model
 
 # %% ../nbs/04_model.ipynb #88ba356f
-__getattr__ = _removed('mdr_gcn_nb.model', {
+__getattr__ = removed_names('mdr_gcn_nb.model', {
     'to_fused': "set_fused(model, True): the same module with the fused forward (the weights do not change)",
     'naive_sources': "nothing: both forwards of a block read the same weights; compare them with compare_paths(model, x)",
     'authors_key': "authors_keys(model)[key]: the authors' keys whose tensors, concatenated along dim 0, a key holds"})

@@ -4,6 +4,7 @@ Unit-level checks live in nbs/01_gcn … nbs/04_model; these are the whole-netwo
 """
 import copy
 import io
+import re
 
 import pytest
 import torch
@@ -304,6 +305,16 @@ def test_removed_names_name_their_replacement(module, name, replacement):
     assert replacement in str(e.value) and "\n" not in str(e.value)
     mod = __import__(module, fromlist=['_'])
     assert not hasattr(mod, 'no_such_name')
+    assert not hasattr(mod, name) and getattr(mod, name, None) is None     # an AttributeError for hasattr/getattr
+    with pytest.raises(AttributeError, match=re.escape(replacement)):
+        getattr(mod, name)
+
+
+def test_shared_block_helpers_come_from_the_lower_layer():
+    "tcn and cvsta both import conv_rows, fold_bn and frozen_bn from gcn; the names stay importable from cvsta."
+    import mdr_gcn_nb.cvsta as cvsta, mdr_gcn_nb.gcn as gcn, mdr_gcn_nb.tcn as tcn
+    for n in ('conv_rows', 'fold_bn', 'frozen_bn'):
+        assert getattr(cvsta, n) is getattr(gcn, n) is getattr(tcn, n)
 
 
 def test_parameter_names_are_the_same_for_both_forwards():
