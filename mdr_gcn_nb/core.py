@@ -84,7 +84,7 @@ def check_keys(given, # the keys found (a dict or any iterable of keys)
     if not unknown: return
     full = f"{where}.{unknown[0]}" if where else str(unknown[0])
     more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
-    raise error(f"unknown key {full!r}{more}; valid keys{' in ' + where if where else ''}: {', '.join(map(str, valid))}")
+    raise error(f"unknown key {full!r}{more}; valid keys{' in ' + where if where else ''}: {', '.join(map(str, valid)) or '(none)'}")
 
 # %% ../nbs/00_core.ipynb #c1d3d7d7
 @contextmanager
