@@ -330,3 +330,28 @@ def test_the_fixed_graph_option_initialises_A(graph):
     from mdr_gcn_nb.graph import fixed_graph
     m = build_model('mdrgcn', graph=graph, **PRESETS['ntu60'])
     for layer in m.layers: assert torch.equal(layer.gcb.A.detach(), torch.as_tensor(fixed_graph('ntu25', graph)))
+
+
+@pytest.mark.parametrize('name', ['mdrgcn', 'mdrgcn_authors', 'ctrgcn', 'stgcn'])
+def test_head_is_a_model_setting(name):
+    "build_model(name, head='cosine') builds the margin losses' classifier, model.cfg records it, and set_head keeps cfg in step."
+    from mdr_gcn_nb.model import CosineHead, set_head
+    small = dict(channels=(8, 16), strides=(1, 2), **PRESETS['fsd10'])
+    m = build_model(name, head='cosine', **small)
+    assert isinstance(m.fc, CosineHead) and m.cfg.head == 'cosine' and 'fc.bias' not in m.state_dict()
+    swapped = set_head(build_model(name, **small), 'cosine')
+    assert swapped.cfg.head == 'cosine' and list(swapped.state_dict()) == list(m.state_dict())
+    assert build_model(name, **small).cfg.head == 'linear'
+    with pytest.raises(ValueError, match="head must be one of linear, cosine"):
+        build_model(name, head='arc', **small)
+
+
+def test_a_margin_loss_config_builds_its_head_into_the_model():
+    "The training config's model is built with the head its loss needs, and the model's config says so."
+    from mdr_gcn_nb.config import load_config
+    from mdr_gcn_nb.train import build_model_from_config
+    facts = dict(num_classes=10, layout='openpose25', in_channels=3, num_persons=1)
+    for loss, head in (('arcface', 'cosine'), ('rdl', 'linear')):
+        cfg = load_config(overrides=[f'loss.name={loss}', 'model.args.channels=[8,16]', 'model.args.strides=[1,2]'])
+        m = build_model_from_config(cfg, facts)
+        assert m.cfg.head == head and build_model(cfg.model.name, **{**cfg.model.args, **facts, 'head': head}).cfg == m.cfg
