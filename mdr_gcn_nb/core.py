@@ -78,13 +78,12 @@ def check_keys(given, # the keys found (a dict or any iterable of keys)
                where: str = "", # dotted prefix shown in the message, e.g. 'optim'; '' at the top level
                error: type = ConfigError, # the error class to raise
               ) -> None:
-    "Raise `error` naming the first key of `given` that is not in `valid`, and the valid keys."
+    "Raise `error` naming every key of `given` that is not in `valid`, and the valid keys."
     valid = list(valid)
     unknown = [k for k in given if k not in valid]
     if not unknown: return
-    full = f"{where}.{unknown[0]}" if where else str(unknown[0])
-    more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
-    raise error(f"unknown key {full!r}{more}; valid keys{' in ' + where if where else ''}: {', '.join(map(str, valid)) or '(none)'}")
+    full = ", ".join(repr(f"{where}.{k}" if where else str(k)) for k in unknown)
+    raise error(f"unknown key{'s' if len(unknown) > 1 else ''} {full}; valid keys{' in ' + where if where else ''}: {', '.join(map(str, valid)) or '(none)'}")
 
 # %% ../nbs/00_core.ipynb #c1d3d7d7
 @contextmanager
