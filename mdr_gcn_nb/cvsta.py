@@ -5,17 +5,18 @@
 # %% ../nbs/02_cvsta.ipynb #b83f0b45
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .core import removed_names
+from .gcn import conv_rows, fold_bn, frozen_bn   # shared with the TCB (01_gcn)
+
 # %% auto #0
 __all__ = ['SIGMAS', 'c_mid_for', 'get_sigma', 'pool_joints', 'pool_frames', 'refinement_tensor', 'refine_topology', 'conv1x1',
-           'conv_rows', 'cvsta_subset', 'GCB', 'frozen_bn', 'fold_bn', 'gcb_fused']
+           'cvsta_subset', 'GCB', 'gcb_fused']
 
 # %% ../nbs/02_cvsta.ipynb #9993f8c4
 def c_mid_for(c_in: int, c_out: int,
@@ -65,10 +66,6 @@ def refine_topology(f_v: torch.Tensor, # (N, C_mid, 1, V) pooled over frames; in
 
 # %% ../nbs/02_cvsta.ipynb #da0cc21f
 def conv1x1(c_in: int, c_out: int, groups: int = 1) -> nn.Conv2d: return nn.Conv2d(c_in, c_out, 1, groups=groups)
-
-def conv_rows(conv: nn.Conv2d, start: int, n: int, **kw):
-    "The convolution made of output channels `start … start+n-1` of `conv`, as a function (`kw`: stride, padding, …)."
-    return partial(F.conv2d, weight=conv.weight[start:start + n], bias=conv.bias[start:start + n], **kw)
 
 def cvsta_subset(x: torch.Tensor, # (N, C_in, T, V) block input
                  convs: dict,     # subset k's 1×1 convolutions by name, as functions (`GCB.subset_convs(k)`)
@@ -147,16 +144,6 @@ class GCB(nn.Module):
         return gcb_fused(self, x) if self.fused else self.forward_eq(x)   # gcb_fused: "The fused GCB" below
 
 # %% ../nbs/02_cvsta.ipynb #9e9a1898
-def frozen_bn(bn: nn.BatchNorm2d) -> bool:
-    "True when `bn` is a fixed affine map: eval mode, running statistics kept, no gradient being recorded."
-    return not bn.training and bn.running_mean is not None and not torch.is_grad_enabled()
-
-def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple:
-    "(weight, bias) of one convolution that computes `bn(conv(x))` for a frozen `bn`."
-    s = bn.weight * torch.rsqrt(bn.running_var + bn.eps)                    # (C_out,)
-    b = -bn.running_mean if conv.bias is None else conv.bias - bn.running_mean
-    return conv.weight * s.view(-1, 1, 1, 1), bn.bias + b * s
-
 def gcb_fused(blk: GCB,       # the block whose weights it uses
               x: torch.Tensor, # (N, C_in, T, V) block input
              ) -> torch.Tensor: # (N, C_out, T, V)
@@ -220,14 +207,7 @@ def _finish_frozen(blk, x, f_t, f_v, A_t):
     return y.relu_()
 
 # %% ../nbs/02_cvsta.ipynb #50eef9ff
-def _removed(module: str, names: dict):
-    "A module `__getattr__` that answers each removed public name with a one-line ImportError naming its replacement."
-    def __getattr__(name):
-        if name in names: raise ImportError(f"{module}.{name} was removed; use {names[name]}")
-        raise AttributeError(f"module {module!r} has no attribute {name!r}")
-    return __getattr__
-
-__getattr__ = _removed('mdr_gcn_nb.cvsta', {
+__getattr__ = removed_names('mdr_gcn_nb.cvsta', {
     'GCBNaive': "GCB(..., fused=False): the same block with the per-subset forward `GCB.forward_eq`",
     'CVSTASubset': "cvsta_subset(x, GCB(...).subset_convs(k)): subset k from the block's stacked weights",
     'load_naive_': "nothing: the per-subset and the fused forward of a GCB share one set of weights",

@@ -5,13 +5,16 @@
 # %% ../nbs/01_gcn.ipynb #cf07baab
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 # %% auto #0
-__all__ = ['graph_conv_per_node', 'graph_conv', 'SpatialGraphConv', 'TemporalUnit', 'make_residual', 'STGCNUnit']
+__all__ = ['graph_conv_per_node', 'graph_conv', 'SpatialGraphConv', 'TemporalUnit', 'make_residual', 'STGCNUnit', 'conv_rows',
+           'frozen_bn', 'fold_bn']
 
 # %% ../nbs/01_gcn.ipynb #237f05cf
 def graph_conv_per_node(x: torch.Tensor, # (N, C, T, V) input features
@@ -91,3 +94,18 @@ class STGCNUnit(nn.Module):
         y = self.tcn(self.gcn(x))               # (N, C_out, T/stride, V)
         if self.residual is not None: y = y + self.residual(x)
         return F.relu(y, inplace=True)
+
+# %% ../nbs/01_gcn.ipynb #04d7d0a4
+def conv_rows(conv: nn.Conv2d, start: int, n: int, **kw):
+    "The convolution made of output channels `start … start+n-1` of `conv`, as a function (`kw`: stride, padding, …)."
+    return partial(F.conv2d, weight=conv.weight[start:start + n], bias=conv.bias[start:start + n], **kw)
+
+def frozen_bn(bn: nn.BatchNorm2d) -> bool:
+    "True when `bn` is a fixed affine map: eval mode, running statistics kept, no gradient being recorded."
+    return not bn.training and bn.running_mean is not None and not torch.is_grad_enabled()
+
+def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple:
+    "(weight, bias) of one convolution that computes `bn(conv(x))` for a frozen `bn`."
+    s = bn.weight * torch.rsqrt(bn.running_var + bn.eps)                    # (C_out,)
+    b = -bn.running_mean if conv.bias is None else conv.bias - bn.running_mean
+    return conv.weight * s.view(-1, 1, 1, 1), bn.bias + b * s

@@ -12,6 +12,8 @@ import torch.nn as nn
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from .core import check_keys
+
 # %% auto #0
 __all__ = ['MARGIN_LOSSES', 'unit_and_norm', 'cosine_matrix', 'angle_in', 'angle_out', 'norm_ratio', 'norm_loss',
            'resolve_lambda', 'gather_batch', 'RobustDecoupleLoss', 'softmax_loss', 'total_loss', 'rdl_grads',
@@ -134,6 +136,15 @@ def _check_inputs(features, labels, num_classes, feat_dim):
         raise ValueError("features: empty batch (N = 0)")
     _check_labels(labels, features.shape[0], num_classes)
 
+def _check_rdl_args(num_classes, feat_dim, terms, variant, impl):
+    "One-line errors for the settings of `RobustDecoupleLoss` (below) that it cannot use."
+    if num_classes < 2: raise ValueError(f"num_classes: RDL needs at least 2 classes, got {num_classes}")
+    if feat_dim < 1: raise ValueError(f"feat_dim: must be positive, got {feat_dim}")
+    check_keys(terms, _TERMS, where="terms")                        # "unknown key 'terms.norm'; valid keys in terms: in, out, l"
+    if variant not in ("paper", "official"): raise ValueError(f"variant: expected 'paper' or 'official', got {variant!r}")
+    if impl not in ("autograd", "function"): raise ValueError(f"impl: expected 'autograd' or 'function', got {impl!r}")
+    if impl == "function" and variant != "paper": raise ValueError("impl='function' is only available for variant='paper'")
+
 # %% ../nbs/05_losses.ipynb #4cd6491e
 class RobustDecoupleLoss(nn.Module):
     "Robust Decouple Loss $\\mathcal{L}_R$ (Eq 11) with learnable class centres."
@@ -150,13 +161,7 @@ class RobustDecoupleLoss(nn.Module):
                  global_batch: bool = True, # training under torch.distributed: score the batch of all processes
                 ):
         super().__init__()
-        if num_classes < 2: raise ValueError(f"num_classes: RDL needs at least 2 classes, got {num_classes}")
-        if feat_dim < 1: raise ValueError(f"feat_dim: must be positive, got {feat_dim}")
-        bad = [t for t in terms if t not in _TERMS]
-        if bad: raise ValueError(f"terms: unknown {bad}; choose from {_TERMS}")
-        if variant not in ("paper", "official"): raise ValueError(f"variant: expected 'paper' or 'official', got {variant!r}")
-        if impl not in ("autograd", "function"): raise ValueError(f"impl: expected 'autograd' or 'function', got {impl!r}")
-        if impl == "function" and variant != "paper": raise ValueError("impl='function' is only available for variant='paper'")
+        _check_rdl_args(num_classes, feat_dim, terms, variant, impl)
         self.num_classes, self.feat_dim = num_classes, feat_dim
         self.lambda1, self.lambda2, self.eps, self.norm_floor = lambda1, lambda2, eps, norm_floor
         self.active, self.variant, self.impl, self.global_batch = tuple(terms), variant, impl, global_batch
@@ -513,11 +518,8 @@ def build_criterion(name: str, # 'softmax' | 'rdl' | 'center' | 'sphereface' | '
         raise ValueError(f"criterion: unknown name {name!r}; choose from {sorted(_CRITERIA)}")
     cls = _CRITERIA[name]
     weight = kw.pop("weight", 1.0) if name == "rdl" else 1.0
-    if cls is None:
-        if kw: raise ValueError(f"criterion 'softmax' takes no options, got {sorted(kw)}")
-        return Criterion(num_classes, feat_dim)
-    valid = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "num_classes", "feat_dim")]
-    bad = sorted(set(kw) - set(valid))
-    if bad: raise ValueError(f"criterion {name!r}: unknown option(s) {bad}; valid: {valid + (['weight'] if name == 'rdl' else [])}")
+    valid = [] if cls is None else [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "num_classes", "feat_dim")]
+    check_keys(kw, valid + (["weight"] if name == "rdl" else []), where=name)   # "unknown key 'cosface.margin'; valid keys in cosface: …"
+    if cls is None: return Criterion(num_classes, feat_dim)
     if name in MARGIN_LOSSES: return Criterion(num_classes, feat_dim, margin=cls(num_classes, **kw))
     return Criterion(num_classes, feat_dim, embedding=cls(num_classes, feat_dim, **kw), weight=weight)

@@ -13,19 +13,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cvsta import GCB, _removed
+from .core import check_keys, removed_names
+from .cvsta import GCB
 from .facts import DATASETS
 from .gcn import STGCNUnit, make_residual
 from .graph import GRAPHS, Graph, fixed_graph
 from .tcn import TCB
 
 # %% auto #0
-__all__ = ['PRESETS', 'AUTHORS_DEFAULTS', 'CTRGCN_DEFAULTS', 'MODELS', 'AUTHORS_DATASETS', 'HEADS', 'MDRGCNConfig', 'check_input',
+__all__ = ['HEADS', 'PRESETS', 'AUTHORS_DEFAULTS', 'CTRGCN_DEFAULTS', 'MODELS', 'AUTHORS_DATASETS', 'MDRGCNConfig', 'check_input',
            'init_weights', 'SkeletonClassifier', 'MDRGCNLayer', 'MDRGCN', 'STGCNConfig', 'STGCN', 'build_model',
            'count_macs', 'set_fused', 'compare_paths', 'authors_init_', 'authors_keys', 'authors_config',
            'from_authors', 'to_authors', 'CosineHead', 'set_head']
 
 # %% ../nbs/04_model.ipynb #af99f897
+HEADS = ('linear', 'cosine')             # the classifiers: a linear `fc`, or a `CosineHead` (margin losses, "Heads" below)
+
 @dataclass
 class MDRGCNConfig:
     "Settings of MDR-GCN (and of CTR-GCN, the same network without CVSTA)."
@@ -50,6 +53,7 @@ class MDRGCNConfig:
     fused: bool = True                    # the blocks' forward: fused (fast) | `forward_eq` (Eq 6 as printed); same weights
     recompute: bool = True                # fused, training: recompute R in backward instead of storing it
     init: str = 'package'                 # 'authors': their initialisation, drawn from torch's RNG in their order
+    head: str = 'linear'                  # the classifier: 'linear' | 'cosine' (the margin losses of Table VIII)
 
     def __post_init__(self):
         self.channels, self.strides = tuple(self.channels), tuple(self.strides)
@@ -57,6 +61,7 @@ class MDRGCNConfig:
         if len(self.channels) != len(self.strides):
             raise ValueError(f"channels ({len(self.channels)}) and strides ({len(self.strides)}) must have the same length")
         if self.graph not in GRAPHS: raise ValueError(f"graph must be one of {', '.join(GRAPHS)}, got {self.graph!r}")
+        if self.head not in HEADS: raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if self.init not in ('package', 'authors'): raise ValueError(f"init must be 'package' or 'authors', got {self.init!r}")
         if self.init == 'authors' and not (self.cvsta and self.refine):
             raise ValueError("init='authors' needs cvsta=True and refine=True (the authors' block has every convolution)")
@@ -102,6 +107,7 @@ class SkeletonClassifier(nn.Module):
         self.drop = nn.Dropout(cfg.dropout) if cfg.dropout else nn.Identity()
         self.fc = nn.Linear(self.feat_dim, cfg.num_classes)
         init_weights(self)
+        if cfg.head != 'linear': set_head(self, cfg.head)           # a `CosineHead` in fc's place ("Heads" below)
 
     def forward(self, x):                                           # x (N, C, T, V, M)
         check_input(x, self.cfg.in_channels, self.num_joints, self.cfg.num_persons)
@@ -165,9 +171,11 @@ class STGCNConfig:
     sigma: str = 'tanh'
     fused: bool = True                    # the GCB's forward (with cvsta=True): fused | `forward_eq`
     recompute: bool = True
+    head: str = 'linear'                  # the classifier: 'linear' | 'cosine' (the margin losses)
 
     def __post_init__(self):
         self.channels, self.strides = tuple(self.channels), tuple(self.strides)
+        if self.head not in HEADS: raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if len(self.channels) != len(self.strides):
             raise ValueError(f"channels ({len(self.channels)}) and strides ({len(self.strides)}) must have the same length")
 
@@ -195,12 +203,10 @@ MODELS = {'mdrgcn': (MDRGCN, MDRGCNConfig, {}),
 def build_model(name: str, # 'mdrgcn' | 'mdrgcn_authors' | 'ctrgcn' | 'stgcn'
                 **cfg,     # fields of the model's config dataclass
                ) -> SkeletonClassifier:
-    "Build a model by name; `cfg` overrides the defaults of its config dataclass."
+    "Build a model by name; `cfg` overrides the defaults of its config dataclass (every model takes `head`: 'linear' | 'cosine')."
     if name not in MODELS: raise ValueError(f"unknown model {name!r}; valid names: {sorted(MODELS)}")
     cls, cfg_cls, defaults = MODELS[name]
-    valid = [f.name for f in fields(cfg_cls)]
-    unknown = sorted(set(cfg) - set(valid))
-    if unknown: raise ValueError(f"unknown config key(s) {unknown} for model {name!r}; valid keys: {valid}")
+    check_keys(cfg, [f.name for f in fields(cfg_cls)], where=name)    # e.g. "unknown key 'stgcn.combine'; valid keys in stgcn: …"
     return cls(cfg_cls(**{**defaults, **cfg}))
 
 # %% ../nbs/04_model.ipynb #48de3fdb
@@ -302,6 +308,7 @@ def authors_init_(model: nn.Module) -> nn.Module:
         if layer.residual is not None and not isinstance(layer.residual, nn.Identity):
             conv, bn = layer.residual
             _default_draws(conv.in_channels, conv.out_channels); _he_(conv.weight, conv.bias); _bn_(bn)
+    if not isinstance(model.fc, nn.Linear): return model                  # a cosine head keeps its own initialisation
     with torch.no_grad():
         model.fc.bias.copy_(nn.Linear(model.fc.in_features, model.fc.out_features).bias)   # their classifier keeps its default bias
         nn.init.normal_(model.fc.weight, 0., math.sqrt(2. / model.fc.out_features))
@@ -412,19 +419,22 @@ class CosineHead(nn.Module):
             w = F.normalize(self.weight.to(dtype), dim=1, eps=1e-6)        # (M, D)
             return x @ w.T                                                  # cos θ (N, M)
 
-HEADS = ('linear', 'cosine')
-
-def set_head(model: nn.Module, # a model with a linear classifier `fc`
-             kind: str = 'linear', # 'linear' (keep `fc`) or 'cosine' (a `CosineHead` of the same size replaces it)
+def set_head(model: nn.Module, # a model with a classifier `fc`
+             kind: str = 'linear', # 'linear' (an `nn.Linear`) or 'cosine' (a `CosineHead` of the same size)
             ) -> nn.Module:
-    "Give `model` the classifier `kind`; returns `model`."
+    "Give `model` the classifier `kind` (a new one, initialised, unless it has that kind already); `model.cfg.head` follows; returns `model`."
     if kind not in HEADS: raise ValueError(f"head must be one of {', '.join(HEADS)}, got {kind!r}")
-    if kind == 'cosine' and not isinstance(model.fc, CosineHead):
-        model.fc = CosineHead(model.fc.in_features, model.fc.out_features)
+    cls = CosineHead if kind == 'cosine' else nn.Linear
+    if type(model.fc) is not cls:
+        model.fc = cls(model.fc.in_features, model.fc.out_features)
+        if kind == 'linear':                                             # as `init_weights` initialises fc
+            nn.init.normal_(model.fc.weight, 0., math.sqrt(2. / model.fc.out_features)); nn.init.zeros_(model.fc.bias)
+    if getattr(model, 'cfg', None) is not None: model.cfg = replace(model.cfg, head=kind)
     return model
 
+
 # %% ../nbs/04_model.ipynb #88ba356f
-__getattr__ = _removed('mdr_gcn_nb.model', {
+__getattr__ = removed_names('mdr_gcn_nb.model', {
     'to_fused': "set_fused(model, True): the same module with the fused forward (the weights do not change)",
     'naive_sources': "nothing: both forwards of a block read the same weights; compare them with compare_paths(model, x)",
     'authors_key': "authors_keys(model)[key]: the authors' keys whose tensors, concatenated along dim 0, a key holds"})

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cvsta import _removed, conv_rows, fold_bn, frozen_bn
-from .gcn import TemporalUnit
+from .core import removed_names
+from .gcn import TemporalUnit, conv_rows, fold_bn, frozen_bn
 
 # %% auto #0
 __all__ = ['kernels_for', 'bn_rows', 'TCB', 'frame_max', 'tcb_fused']
@@ -115,7 +115,7 @@ def _tconv(unit, h):                                                   # unit: T
     return F.conv2d(h, *fold_bn(conv, bn), conv.stride, conv.padding, conv.dilation)
 
 # %% ../nbs/03_tcn.ipynb #2a013a60
-__getattr__ = _removed('mdr_gcn_nb.tcn', {
+__getattr__ = removed_names('mdr_gcn_nb.tcn', {
     'TCBNaive': "TCB(..., fused=False): the same block with the branch-by-branch forward `TCB.forward_eq`",
     'MultiScaleTCN': "TCB(c_in, c_out, kernels=(k,), fused=False): one kernel size's branches, concatenated",
     'TemporalBranch': "TCB.branch(x, s, b): branch b of kernel size s from the block's stacked weights",

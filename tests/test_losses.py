@@ -403,9 +403,10 @@ def test_criterion_with_bfloat16_features():
 
 @pytest.mark.parametrize("call,msg", [
     (lambda: build_criterion("triplet", 5), "unknown name 'triplet'"),
-    (lambda: build_criterion("arcface", 5, 8, margin=0.1), "unknown option(s) ['margin']"),
-    (lambda: build_criterion("rdl", 5, 8, lamda1=0.1), "unknown option(s) ['lamda1']"),
-    (lambda: build_criterion("softmax", 5, 8, weight=1), "takes no options"),
+    (lambda: build_criterion("arcface", 5, 8, margin=0.1), "unknown key 'arcface.margin'; valid keys in arcface: s, m"),
+    (lambda: build_criterion("rdl", 5, 8, lamda1=0.1), "unknown key 'rdl.lamda1'; valid keys in rdl: lambda1, lambda2"),
+    (lambda: build_criterion("softmax", 5, 8, weight=1), "unknown key 'softmax.weight'; valid keys in softmax: (none)"),
+    (lambda: RobustDecoupleLoss(5, 8, terms=("in", "norm")), "unknown key 'terms.norm'; valid keys in terms: in, out, l"),
     (lambda: build_criterion("rdl", 5, 8)(torch.randn(4, 9), torch.randn(4, 5), torch.zeros(4, dtype=torch.long)),
      "features: expected a tensor of shape (N, 8), got (4, 9)"),
     (lambda: build_criterion("rdl", 5, 8)(torch.randn(4, 8), torch.randn(4, 5), torch.tensor([0, 1, 2, 5])),

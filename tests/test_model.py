@@ -4,6 +4,7 @@ Unit-level checks live in nbs/01_gcn … nbs/04_model; these are the whole-netwo
 """
 import copy
 import io
+import re
 
 import pytest
 import torch
@@ -222,7 +223,8 @@ def test_unknown_config_keys_listed():
     with pytest.raises(ValueError) as e:
         build_model('mdrgcn', num_class=10, cmid=4)
     msg = str(e.value)
-    assert "['cmid', 'num_class']" in msg and 'num_classes' in msg and 'c_mid_ratio' in msg
+    assert "unknown keys 'mdrgcn.num_class', 'mdrgcn.cmid'; valid keys in mdrgcn:" in msg
+    assert 'num_classes' in msg and 'c_mid_ratio' in msg and '\n' not in msg
     with pytest.raises(ValueError, match='valid keys'):
         build_model('stgcn', tcn_kernels=(3,))
     with pytest.raises(ValueError, match="valid names: \\['ctrgcn', 'mdrgcn', 'mdrgcn_authors', 'stgcn'\\]"):
@@ -304,6 +306,16 @@ def test_removed_names_name_their_replacement(module, name, replacement):
     assert replacement in str(e.value) and "\n" not in str(e.value)
     mod = __import__(module, fromlist=['_'])
     assert not hasattr(mod, 'no_such_name')
+    assert not hasattr(mod, name) and getattr(mod, name, None) is None     # an AttributeError for hasattr/getattr
+    with pytest.raises(AttributeError, match=re.escape(replacement)):
+        getattr(mod, name)
+
+
+def test_shared_block_helpers_come_from_the_lower_layer():
+    "tcn and cvsta both import conv_rows, fold_bn and frozen_bn from gcn; the names stay importable from cvsta."
+    import mdr_gcn_nb.cvsta as cvsta, mdr_gcn_nb.gcn as gcn, mdr_gcn_nb.tcn as tcn
+    for n in ('conv_rows', 'fold_bn', 'frozen_bn'):
+        assert getattr(cvsta, n) is getattr(gcn, n) is getattr(tcn, n)
 
 
 def test_parameter_names_are_the_same_for_both_forwards():
@@ -319,3 +331,28 @@ def test_the_fixed_graph_option_initialises_A(graph):
     from mdr_gcn_nb.graph import fixed_graph
     m = build_model('mdrgcn', graph=graph, **PRESETS['ntu60'])
     for layer in m.layers: assert torch.equal(layer.gcb.A.detach(), torch.as_tensor(fixed_graph('ntu25', graph)))
+
+
+@pytest.mark.parametrize('name', ['mdrgcn', 'mdrgcn_authors', 'ctrgcn', 'stgcn'])
+def test_head_is_a_model_setting(name):
+    "build_model(name, head='cosine') builds the margin losses' classifier, model.cfg records it, and set_head keeps cfg in step."
+    from mdr_gcn_nb.model import CosineHead, set_head
+    small = dict(channels=(8, 16), strides=(1, 2), **PRESETS['fsd10'])
+    m = build_model(name, head='cosine', **small)
+    assert isinstance(m.fc, CosineHead) and m.cfg.head == 'cosine' and 'fc.bias' not in m.state_dict()
+    swapped = set_head(build_model(name, **small), 'cosine')
+    assert swapped.cfg.head == 'cosine' and list(swapped.state_dict()) == list(m.state_dict())
+    assert build_model(name, **small).cfg.head == 'linear'
+    with pytest.raises(ValueError, match="head must be one of linear, cosine"):
+        build_model(name, head='arc', **small)
+
+
+def test_a_margin_loss_config_builds_its_head_into_the_model():
+    "The training config's model is built with the head its loss needs, and the model's config says so."
+    from mdr_gcn_nb.config import load_config
+    from mdr_gcn_nb.train import build_model_from_config
+    facts = dict(num_classes=10, layout='openpose25', in_channels=3, num_persons=1)
+    for loss, head in (('arcface', 'cosine'), ('rdl', 'linear')):
+        cfg = load_config(overrides=[f'loss.name={loss}', 'model.args.channels=[8,16]', 'model.args.strides=[1,2]'])
+        m = build_model_from_config(cfg, facts)
+        assert m.cfg.head == head and build_model(cfg.model.name, **{**cfg.model.args, **facts, 'head': head}).cfg == m.cfg

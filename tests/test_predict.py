@@ -236,6 +236,17 @@ def test_export_errors(fsd_run, tmp_path, monkeypatch):
     assert not (tmp_path / "m.onnx").exists()
 
 
+def test_a_failed_export_leaves_the_old_file_and_no_temporary_file(fsd_run, tmp_path, monkeypatch):
+    "export_model writes through core.atomic_path: an exporter that fails half-way changes nothing in the folder."
+    from mdr_gcn_nb.predict import Predictor, export_model
+    ck, _ = fsd_run
+    out = tmp_path / "m.pt"; out.write_bytes(b"old")
+    def broken(obj, f, *a, **k): Path(f).write_bytes(b"half"); raise RuntimeError("disk full")
+    monkeypatch.setattr(torch.jit, "save", broken)
+    with pytest.raises(RuntimeError, match="disk full"): export_model(Predictor.from_checkpoint(ck), "torchscript", out)
+    assert out.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
 
 def test_checkpoint_knows_the_dims_of_its_pyskl_data(tmp_path):
     "A model trained on a 3-D PYSKL file reads clips given without their file (an array) as 3-D too: the dims are in the checkpoint."

@@ -45,6 +45,30 @@ def kind_defaults(kind: str) -> dict:
         d.update(path=default_path(KIND_FACTS[kind]), layout=f.layout, num_persons=f.num_persons, window=f.window, temporal=f.temporal)
     return d
 
+# %% ../../nbs/09_data_datasets.ipynb #590cfb68
+def _check_data_config(c) -> None:
+    "One-line errors for the fields of a `DataConfig` `c` it cannot use; tuples where a YAML file gives lists."
+    if c.kind not in KINDS: raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {c.kind!r}")
+    if c.modality not in tf.MODALITIES:
+        raise ValueError(f"modality must be one of {', '.join(tf.MODALITIES)}, got {c.modality!r}")
+    if c.temporal is not None and c.temporal not in TEMPORAL:
+        raise ValueError(f"temporal must be one of {', '.join(TEMPORAL)}, got {c.temporal!r}")
+    if c.window is not None and int(c.window) < 1: raise ValueError(f"window must be >= 1, got {c.window}")
+    if int(c.min_frames) < 1: raise ValueError(f"min_frames must be >= 1, got {c.min_frames}")
+    if not 0 <= c.noise_p <= 1: raise ValueError(f"noise_p must be in [0, 1], got {c.noise_p}")
+    if c.noise_unit not in ("value", "joint"): raise ValueError(f"noise_unit must be 'value' or 'joint', got {c.noise_unit!r}")
+    if c.center_mode not in ("first", "frame", "frame_all"):
+        raise ValueError(f"center_mode must be 'first', 'frame' or 'frame_all', got {c.center_mode!r}")
+    c.p_interval_train, c.p_interval_test = tuple(c.p_interval_train), tuple(c.p_interval_test)
+    for name in ("p_interval_train", "p_interval_test"):
+        p = getattr(c, name)
+        if len(p) not in (1, 2) or not all(0 < v <= 1 for v in p):
+            raise ValueError(f"{name} must hold one or two fractions in (0, 1], got {p}")
+    if c.class_names is not None: c.class_names = tuple(c.class_names)
+    if c.subset not in (None, "AS1", "AS2", "AS3"): raise ValueError(f"subset must be None, 'AS1', 'AS2' or 'AS3', got {c.subset!r}")
+    if c.dims not in (None, 2, 3): raise ValueError(f"dims must be 2 or 3 coordinates per joint, got {c.dims!r}")
+    if c.num_classes is not None and int(c.num_classes) < 1: raise ValueError(f"num_classes must be >= 1, got {c.num_classes}")
+
 # %% ../../nbs/09_data_datasets.ipynb #b3035015
 @dataclass
 class DataConfig:
@@ -78,27 +102,7 @@ class DataConfig:
     subset: str | None = None  # msr3d: 'AS1' | 'AS2' | 'AS3' (8 actions each); None: all 20 actions
     split_index: int | None = None  # utkinect: which of the 10 subject splits of tr_te_splits.mat (0-9; None: 0)
 
-    def __post_init__(self):
-        if self.kind not in KINDS: raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        if self.modality not in tf.MODALITIES:
-            raise ValueError(f"modality must be one of {', '.join(tf.MODALITIES)}, got {self.modality!r}")
-        if self.temporal is not None and self.temporal not in TEMPORAL:
-            raise ValueError(f"temporal must be one of {', '.join(TEMPORAL)}, got {self.temporal!r}")
-        if self.window is not None and int(self.window) < 1: raise ValueError(f"window must be >= 1, got {self.window}")
-        if int(self.min_frames) < 1: raise ValueError(f"min_frames must be >= 1, got {self.min_frames}")
-        if not 0 <= self.noise_p <= 1: raise ValueError(f"noise_p must be in [0, 1], got {self.noise_p}")
-        if self.noise_unit not in ("value", "joint"): raise ValueError(f"noise_unit must be 'value' or 'joint', got {self.noise_unit!r}")
-        if self.center_mode not in ("first", "frame", "frame_all"):
-            raise ValueError(f"center_mode must be 'first', 'frame' or 'frame_all', got {self.center_mode!r}")
-        self.p_interval_train, self.p_interval_test = tuple(self.p_interval_train), tuple(self.p_interval_test)
-        for name in ("p_interval_train", "p_interval_test"):
-            p = getattr(self, name)
-            if len(p) not in (1, 2) or not all(0 < v <= 1 for v in p):
-                raise ValueError(f"{name} must hold one or two fractions in (0, 1], got {p}")
-        if self.class_names is not None: self.class_names = tuple(self.class_names)
-        if self.subset not in (None, "AS1", "AS2", "AS3"): raise ValueError(f"subset must be None, 'AS1', 'AS2' or 'AS3', got {self.subset!r}")
-        if self.dims not in (None, 2, 3): raise ValueError(f"dims must be 2 or 3 coordinates per joint, got {self.dims!r}")
-        if self.num_classes is not None and int(self.num_classes) < 1: raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
+    def __post_init__(self): _check_data_config(self)
 
     def resolved(self) -> "DataConfig":
         "A copy with every `None` default of this kind filled in."

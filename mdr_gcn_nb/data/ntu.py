@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .readers import DataFormatError, atomic_write, parse_ntu_name, read_skeleton
+from ..core import DataFormatError, atomic_write
+from .readers import parse_ntu_name, read_skeleton
 
 # %% auto #0
 __all__ = ['XSUB_TRAIN_SUBJECTS', 'XVIEW_TRAIN_CAMERAS', 'NOISE_LEN', 'NOISE_SPREAD', 'NOISE_SPREAD_FRAC', 'MAX_FRAMES',
@@ -222,6 +223,29 @@ def _convert(args):
     path, compat = args
     return ntu_clip(path, ctrgcn_compat=compat)
 
+def _convert_all(jobs: list, # (path, ctrgcn_compat) per file
+                 workers: int = 1, progress: bool = False) -> list: # the cleaned clips (T, 2, 25, 3), in the order of `jobs`
+    "`ntu_clip` of every file, in `workers` forked processes, with a line every 1000 files when `progress`."
+    clips = []
+    if workers > 1:
+        import multiprocessing as mp
+        with mp.get_context("fork").Pool(workers) as pool:
+            for i, c in enumerate(pool.imap(_convert, jobs, chunksize=16)):
+                clips.append(c)
+                if progress and (i + 1) % 1000 == 0: print(f"{i + 1}/{len(jobs)} files", flush=True)
+    else:
+        for i, j in enumerate(jobs):
+            clips.append(_convert(j))
+            if progress and (i + 1) % 1000 == 0: print(f"{i + 1}/{len(jobs)} files", flush=True)
+    return clips
+
+def _pack(clips: list, labels: np.ndarray, idx, max_frames: int, num_classes: int) -> tuple:
+    "The samples `idx` as CTR-GCN stores them: x (N, max_frames, 150) zero-padded, one-hot y (N, num_classes)."
+    x = np.zeros((len(idx), max_frames, 150), np.float32)           # (N, T, M*V*C)
+    for k, i in enumerate(idx): x[k, :len(clips[i])] = clips[i].reshape(len(clips[i]), 150)
+    y = np.zeros((len(idx), num_classes), np.float32); y[np.arange(len(idx)), labels[idx]] = 1
+    return x, y
+
 def split_indices(meta: list, # parse_ntu_name dicts, one per sample
                   benchmark: str, # 'xsub' or 'xview'
                  ) -> tuple: # (train indices, test indices), int64
@@ -258,28 +282,13 @@ def preprocess_ntu(skeleton_dir, # folder of NTU RGB+D `.skeleton` files
     meta = [parse_ntu_name(f) for f, _ in kept]
     for (f, _), m in zip(kept, meta):
         if not 0 <= m["label"] < num_classes: raise DataFormatError(f"{f}: label out of range: action A{m['action']:03d} but num_classes={num_classes}")
-    jobs = [(f, ctrgcn_compat) for f, _ in kept]
-    clips = []
-    if workers > 1:
-        import multiprocessing as mp
-        with mp.get_context("fork").Pool(workers) as pool:
-            for i, c in enumerate(pool.imap(_convert, jobs, chunksize=16)):
-                clips.append(c)
-                if progress and (i + 1) % 1000 == 0: print(f"{i + 1}/{len(jobs)} files", flush=True)
-    else:
-        for i, j in enumerate(jobs):
-            clips.append(_convert(j))
-            if progress and (i + 1) % 1000 == 0: print(f"{i + 1}/{len(jobs)} files", flush=True)
+    clips = _convert_all([(f, ctrgcn_compat) for f, _ in kept], workers, progress)
     for (f, _), c in zip(kept, clips):
         if len(c) > max_frames: raise DataFormatError(f"{f}: {len(c)} frames after cleaning > max_frames={max_frames}")
     labels = np.array([m["label"] for m in meta])
     out_dir.mkdir(parents=True, exist_ok=True)
     result = dict(num_files=len(files), skipped=len(files) - len(kept))
-    def pack(idx):
-        x = np.zeros((len(idx), max_frames, 150), np.float32)           # (N, T, M*V*C)
-        for k, i in enumerate(idx): x[k, :len(clips[i])] = clips[i].reshape(len(clips[i]), 150)
-        y = np.zeros((len(idx), num_classes), np.float32); y[np.arange(len(idx)), labels[idx]] = 1
-        return x, y
+    def pack(idx): return _pack(clips, labels, idx, max_frames, num_classes)
     for b in benches:
         tr, te = split_indices(meta, b)
         (x_train, y_train), (x_test, y_test) = pack(tr), pack(te)
