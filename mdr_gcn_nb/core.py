@@ -4,13 +4,16 @@
 
 # %% ../nbs/00_core.ipynb #054304ff
 from __future__ import annotations
+import dis
 import os
+import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 # %% auto #0
 __all__ = ['one_line', 'MDRError', 'ConfigError', 'DataFormatError', 'InputError', 'NonFiniteLossError', 'atomic_write',
-           'atomic_write_bytes', 'atomic_write_text', 'check_keys']
+           'atomic_write_bytes', 'atomic_write_text', 'check_keys', 'atomic_path', 'RemovedNameError', 'removed_names']
 
 # %% ../nbs/00_core.ipynb #85cb1c08
 def one_line(text) -> str:
@@ -78,10 +81,50 @@ def check_keys(given, # the keys found (a dict or any iterable of keys)
                where: str = "", # dotted prefix shown in the message, e.g. 'optim'; '' at the top level
                error: type = ConfigError, # the error class to raise
               ) -> None:
-    "Raise `error` naming the first key of `given` that is not in `valid`, and the valid keys."
+    "Raise `error` naming every key of `given` that is not in `valid`, and the valid keys."
     valid = list(valid)
     unknown = [k for k in given if k not in valid]
     if not unknown: return
-    full = f"{where}.{unknown[0]}" if where else str(unknown[0])
-    more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
-    raise error(f"unknown key {full!r}{more}; valid keys{' in ' + where if where else ''}: {', '.join(map(str, valid))}")
+    full = ", ".join(repr(f"{where}.{k}" if where else str(k)) for k in unknown)
+    raise error(f"unknown key{'s' if len(unknown) > 1 else ''} {full}; valid keys{' in ' + where if where else ''}: {', '.join(map(str, valid)) or '(none)'}")
+
+# %% ../nbs/00_core.ipynb #c1d3d7d7
+@contextmanager
+def atomic_path(path, # the file to (re)write
+                fsync: bool = True, # flush to disk before the rename
+               ):
+    "Context manager: yields a temporary path beside `path` for a writer to fill; on success it replaces `path`, on any error `path` is untouched."
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+        os.close(fd)
+    except OSError as e: raise _write_error(path, e) from e
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb+") as f: os.fsync(f.fileno())
+        umask = os.umask(0); os.umask(umask)                         # mkstemp makes 0600; give the usual 0666 & ~umask
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except OSError as e: raise _write_error(path, e) from e
+    finally: tmp.unlink(missing_ok=True)
+
+# %% ../nbs/00_core.ipynb #8bccfa38
+class RemovedNameError(MDRError, AttributeError):
+    "A public name that the package no longer has; the message names its replacement."
+
+_IMPORT_FROM = dis.opmap["IMPORT_FROM"]
+
+def removed_names(module: str, # the module's dotted name, for messages
+                  names: dict, # removed name -> its replacement, in words
+                 ):
+    "A module `__getattr__` that answers each removed name with a one-line error naming its replacement."
+    def __getattr__(name):
+        if name not in names: raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        msg = f"{module}.{name} was removed; use {names[name]}"
+        caller = sys._getframe(1)                                   # the code that looked the name up
+        if caller.f_code.co_code[caller.f_lasti] == _IMPORT_FROM: raise ImportError(msg)   # keeps the message
+        raise RemovedNameError(msg)
+    return __getattr__

@@ -5,14 +5,14 @@
 # %% ../nbs/15_predict_export.ipynb #26907f31
 from __future__ import annotations
 
-import contextlib, dataclasses, io, logging, os, warnings
+import contextlib, dataclasses, io, logging, warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from .core import ConfigError, DataFormatError, InputError
+from .core import ConfigError, DataFormatError, InputError, atomic_path
 from .checkpoint import load_checkpoint, load_weights
 from .config import load_config, make_data_config
 from .train import build_model_and_criterion
@@ -126,6 +126,27 @@ def clip_pipeline(data, # a resolved DataConfig
     return SkeletonDataset(cfg, "train" if draws else "test", None, [], [], class_names, len(class_names))
 
 
+# %% ../nbs/15_predict_export.ipynb #86466f5c
+@torch.no_grad()
+def _scores(pred, # a `Predictor` (below)
+            clips, # raw clips (C, T, V, M'): one array or a list
+            clips_per_sample: int = 1, # K > 1: average the softmax of K temporal draws
+            where: str = "clip", # names the clips in messages
+            dims: int | None = None, # coordinates per joint of the clips (None: the config's)
+           ) -> np.ndarray: # (N, classes): scores as `mdr-gcn test` writes them (K = 1), or probabilities (K > 1)
+    "Scores of raw clips through `pred`'s network and test-time pipeline (`Predictor.scores`)."
+    clips = [clips] if isinstance(clips, np.ndarray) and clips.ndim == 4 else list(clips)
+    if clips_per_sample > 1 and pred.data.temporal not in ("uniform", "crop_resize"):
+        raise InputError(f"{clips_per_sample} clips per sample need random temporal sampling (uniform or crop_resize); "
+                         f"this checkpoint's data.temporal is {pred.data.temporal!r}, which gives the same clip every time")
+    out = []
+    for i, c in enumerate(clips):
+        w = where if len(clips) == 1 else f"{where}[{i}]"
+        xs = np.stack([pred.preprocess(c, w, k, dims) for k in range(clips_per_sample)])   # (K, C, T', V, M)
+        s = pred.net(torch.from_numpy(xs).to(pred.device)).float().cpu()                   # (K, classes)
+        out.append(s[0] if clips_per_sample == 1 else s.softmax(1).mean(0))
+    return torch.stack(out).numpy()
+
 # %% ../nbs/15_predict_export.ipynb #973f70ca
 class Predictor:
     "Top classes of raw clips through a checkpoint's own test-time pipeline (the config stored in it)."
@@ -177,24 +198,9 @@ class Predictor:
         ds.set_epoch(draw)                                    # a draw depends on (seed, draw) only
         return ds.transform(x, 0)
 
-    @torch.no_grad()
-    def scores(self, clips, # raw clips (C, T, V, M'): one array or a list
-               clips_per_sample: int = 1, # K > 1: average the softmax of K temporal draws
-               where: str = "clip", # names the clips in messages
-               dims: int | None = None, # coordinates per joint of the clips (None: the config's)
-              ) -> np.ndarray: # (N, classes): scores as `mdr-gcn test` writes them (K = 1), or probabilities (K > 1)
-        "Scores of raw clips."
-        clips = [clips] if isinstance(clips, np.ndarray) and clips.ndim == 4 else list(clips)
-        if clips_per_sample > 1 and self.data.temporal not in ("uniform", "crop_resize"):
-            raise InputError(f"{clips_per_sample} clips per sample need random temporal sampling (uniform or crop_resize); "
-                             f"this checkpoint's data.temporal is {self.data.temporal!r}, which gives the same clip every time")
-        out = []
-        for i, c in enumerate(clips):
-            w = where if len(clips) == 1 else f"{where}[{i}]"
-            xs = np.stack([self.preprocess(c, w, k, dims) for k in range(clips_per_sample)])   # (K, C, T', V, M)
-            s = self.net(torch.from_numpy(xs).to(self.device)).float().cpu()                   # (K, classes)
-            out.append(s[0] if clips_per_sample == 1 else s.softmax(1).mean(0))
-        return torch.stack(out).numpy()
+    def scores(self, clips, clips_per_sample: int = 1, where: str = "clip", dims: int | None = None) -> np.ndarray:
+        "Scores (N, classes) of raw clips: as `mdr-gcn test` writes them, or with K > 1 draws the mean probabilities (`_scores`)."
+        return _scores(self, clips, clips_per_sample, where, dims)
 
     def __call__(self, clip, # one raw clip (C, T, V, M')
                  k: int = 5, # how many classes
@@ -244,7 +250,7 @@ def _dims(s: int):
     return ({0: torch.export.Dim("batch", min=1, max=4096), 2: s * torch.export.Dim("k", min=1, max=100_000 // s)},)
 
 def export_model(pred: Predictor, fmt: str, # 'onnx' | 'torchscript' | 'pt2'
-                 out, # the file to write (written to a temporary file, then renamed)
+                 out, # the file to write (atomically: a temporary file beside it, flushed to disk, then renamed)
                  frames: int | None = None, # length of the example clip (default: the config's window, else 64)
                 ) -> Path:
     "Write the predictor's network (eval mode) in `fmt`, with a dynamic batch size and frame count."
@@ -253,11 +259,9 @@ def export_model(pred: Predictor, fmt: str, # 'onnx' | 'torchscript' | 'pt2'
     s, x = temporal_stride(pred), example_input(pred, 2, frames)
     if x.shape[2] % s: raise ConfigError(f"frames={x.shape[2]}: an exported network takes frame counts that are multiples "
                                          f"of {s} (the product of model.args.strides); pass another --frames")
-    out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp{os.getpid()}.{out.name}")              # same suffix: torch.export.save wants .pt2
-    net = pred.net.cpu().eval()
+    out, net = Path(out), pred.net.cpu().eval()
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with atomic_path(out) as tmp, torch.no_grad(), warnings.catch_warnings():   # tmp: beside `out`, same suffix (.pt2)
             warnings.simplefilter("ignore")                        # deprecation notes of jit and the exporters' chatter
             if fmt == "pt2": torch.export.save(torch.export.export(net, (x,), dynamic_shapes=_dims(s)), tmp)
             elif fmt == "torchscript": torch.jit.save(torch.jit.trace(net, (x,), check_trace=False), tmp)
@@ -268,9 +272,7 @@ def export_model(pred: Predictor, fmt: str, # 'onnx' | 'torchscript' | 'pt2'
                         torch.onnx.export(net, (x,), tmp, input_names=["x"], output_names=["scores"], dynamic_shapes=_dims(s),
                                           dynamo=True, external_data=False)
                 finally: quiet.setLevel(level)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True); pred.net.to(pred.device)
+    finally: pred.net.to(pred.device)
     return out
 
 # %% ../nbs/15_predict_export.ipynb #7c700999

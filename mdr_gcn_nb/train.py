@@ -39,7 +39,6 @@ from .checkpoint import (CHECKPOINT_FORMAT, Checkpointer, atomic_save, load_chec
                                    resume_step)
 from .metrics import (topk_accuracy, confusion_matrix, per_class_accuracy, plot_confusion, save_scores,
                                 load_scores, ensemble, tb_tag, TensorBoardLog, open_log, write_log_csv, write_per_class)
-from .model import set_head
 from .losses import head_for
 
 # %% ../nbs/11_train.ipynb #080ee039
@@ -87,9 +86,8 @@ def build_model_from_config(cfg: TrainConfig, facts: dict) -> nn.Module:
         if k in args and args[k] != v:
             raise ConfigError(f"model.args.{k}={args[k]!r} but the data has {k}={v!r}")
         args[k] = v
-    try: model = build_model(cfg.model.name, **args)
+    try: return build_model(cfg.model.name, **{**args, "head": head_for(cfg.loss.name)})   # the one place a loss chooses the classifier
     except (TypeError, ValueError, KeyError) as e: raise ConfigError(f"model: {e}") from e
-    return set_head(model, head_for(cfg.loss.name))              # the one place a loss chooses the model's classifier
 
 def build_criterion_from_config(cfg: TrainConfig, num_classes: int, feat_dim: int) -> nn.Module:
     "`build_criterion(cfg.loss.name, num_classes, feat_dim, **cfg.loss.args)`."
