@@ -33,7 +33,9 @@ Each run trains through the package's own path, `load_config` + `train` (what `m
 `threads=1`, into `runs/experiments/<dataset>/<experiment>/<setting>/seed<k>/` (gitignored; `log.csv` there has
 the learning curve). A run is skipped when the CSV already has a row for the same (experiment, setting, seed,
 dataset), unless `--force`; so an interrupted grid continues where it stopped. `--jobs 2` runs two runs at a
-time in fresh processes; the parent alone appends to the CSV. `code_version` is `git describe --always` of the
+time in fresh processes; the parent alone appends to the CSV. Order: table1 seed by seed, every other grid setting
+by setting in the order listed in `grids()`, so that a grid cut short has whole settings (three seeds) rather than
+every setting at one seed. `code_version` is `git describe --always` of the
 checkout, with `-dirty` when the package, the configs or this script differ from that commit.
 Real data: `$MDR_REAL_SAMPLES/msr_action3d`, else `../shared/real_samples/msr_action3d` beside the checkout.
 """
@@ -71,11 +73,14 @@ def _setting(model: str, loss: str, loss_args: dict | None = None, model_args: d
 def grids() -> dict:
     "{grid name: (dataset dict, {setting name: setting})}, in the order `--grid all` runs them."
     t1 = {f"{m}_{l}": _setting(m, l) for m in ("stgcn", "ctrgcn", "mdrgcn") for l in ("softmax", "rdl")}
-    terms = {"rdl_in": ["in"], "rdl_l": ["l"], "rdl_in_out": ["in", "out"], "rdl_in_l": ["in", "l"]}
-    t58 = {f"mdrgcn_{k}": _setting("mdrgcn", "rdl", {"terms": v}) for k, v in terms.items()}
-    t58.update({f"mdrgcn_{l}": _setting("mdrgcn", l) for l in ("center", "cosface", "arcface", "sphereface")})
+    # settings in the order they run (each with all its seeds before the next): the ones the paper's text leans on first
+    t58 = {"mdrgcn_rdl_in_l": _setting("mdrgcn", "rdl", {"terms": ["in", "l"]}),
+           "mdrgcn_rdl_in_out": _setting("mdrgcn", "rdl", {"terms": ["in", "out"]}),
+           "mdrgcn_center": _setting("mdrgcn", "center"), "mdrgcn_arcface": _setting("mdrgcn", "arcface"),
+           "mdrgcn_cosface": _setting("mdrgcn", "cosface"), "mdrgcn_rdl_l": _setting("mdrgcn", "rdl", {"terms": ["l"]}),
+           "mdrgcn_sphereface": _setting("mdrgcn", "sphereface"), "mdrgcn_rdl_in": _setting("mdrgcn", "rdl", {"terms": ["in"]})}
     t4 = {f"{m}_{l}_noise{int(round(p * 100)):02d}": _setting(m, l, noise_p=p)
-          for p in (0.01, 0.10) for m in ("ctrgcn", "mdrgcn") for l in ("softmax", "rdl")}
+          for p in (0.10, 0.01) for m in ("mdrgcn", "ctrgcn") for l in ("rdl", "softmax")}
     synth = {f"{m}_{l}": _setting(m, l) for m in ("ctrgcn", "mdrgcn") for l in ("softmax", "rdl")}
     t2 = {f"mdrgcn_rdl_cmid_{r}": _setting("mdrgcn", "rdl", model_args={"c_mid_ratio": r}) for r in (4, 16, "fixed")}
     return {"table1": (MSR, t1), "table5_8": (MSR, t58), "table4": (MSR, t4), "synth": (SYNTH, synth), "table2": (MSR, t2)}
@@ -124,7 +129,7 @@ def append_row(path: Path, row: dict):
 
 
 def plan(grid_names, only, seeds, runs_dir: Path, extra) -> list:
-    "The runs to do, seed by seed inside each grid (so a grid cut short still has every setting at its first seeds)."
+    "The runs to do: table1 seed by seed, the other grids setting by setting (so a grid cut short has whole settings)."
     all_grids, runs = grids(), []
     for g in grid_names:
         ds, settings = all_grids[g]
@@ -134,14 +139,14 @@ def plan(grid_names, only, seeds, runs_dir: Path, extra) -> list:
             if bad and len(grid_names) == 1:
                 raise SystemExit(f"experiments.py: error: --only: {', '.join(bad)} not in grid {g} (settings: {', '.join(names)})")
             names = [n for n in names if n in only]
-        for seed in seeds:
-            for n in names:
-                s = settings[n]
-                runs.append(dict(experiment=g, setting=n, seed=seed, dataset=ds["dataset"], protocol=ds["protocol"],
-                                 config=ds["config"], data=ds["data"], model=s["model"], loss=s["loss"],
-                                 loss_args=s["loss_args"], model_args=s["model_args"], noise_p=s["noise_p"],
-                                 overrides=ds["overrides"] + s["overrides"], extra=list(extra),
-                                 run_dir=str(runs_dir / ds["dataset"] / g / n / f"seed{seed}")))
+        order = [(n, seed) for seed in seeds for n in names] if g == "table1" else [(n, seed) for n in names for seed in seeds]
+        for n, seed in order:
+            s = settings[n]
+            runs.append(dict(experiment=g, setting=n, seed=seed, dataset=ds["dataset"], protocol=ds["protocol"],
+                             config=ds["config"], data=ds["data"], model=s["model"], loss=s["loss"],
+                             loss_args=s["loss_args"], model_args=s["model_args"], noise_p=s["noise_p"],
+                             overrides=ds["overrides"] + s["overrides"], extra=list(extra),
+                             run_dir=str(runs_dir / ds["dataset"] / g / n / f"seed{seed}")))
     return runs
 
 
