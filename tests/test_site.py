@@ -105,7 +105,7 @@ def test_exported_source_goes_back_under_its_api_entry():
 def test_sidebar_lists_every_notebook_once_in_its_group():
     groups = build_docs.sidebar()
     build_docs.check_sidebar(groups)
-    assert [g for g, _ in groups] == [None, "The model", "The loss", "Data", "Training and the command line", "Results", "Under the hood"]
+    assert [g for g, _ in groups] == [None, "The model", "The loss", "Data", "Training and the command line", "Experiments", "Results", "Under the hood"]
     with pytest.raises(SystemExit, match="not listed: \\['05_losses.ipynb'\\]"):
         build_docs.check_sidebar([(g, [n for n in nbs if n != "05_losses.ipynb"]) for g, nbs in groups])
 
