@@ -3,7 +3,6 @@ has, and refuses bad input in one line. The real run here is a tiny one on the s
 import csv, os, subprocess, sys
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "experiments.py"
