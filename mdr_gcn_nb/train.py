@@ -86,7 +86,10 @@ def build_model_from_config(cfg: TrainConfig, facts: dict) -> nn.Module:
         if k in args and args[k] != v:
             raise ConfigError(f"model.args.{k}={args[k]!r} but the data has {k}={v!r}")
         args[k] = v
-    try: return build_model(cfg.model.name, **{**args, "head": head_for(cfg.loss.name)})   # the one place a loss chooses the classifier
+    head = head_for(cfg.loss.name)                                  # the one place a loss chooses the classifier
+    if args.get("head", head) != head:
+        raise ConfigError(f"model.args.head={args['head']!r} but loss {cfg.loss.name!r} needs the {head!r} head; leave model.args.head unset")
+    try: return build_model(cfg.model.name, **{**args, "head": head})
     except (TypeError, ValueError, KeyError) as e: raise ConfigError(f"model: {e}") from e
 
 def build_criterion_from_config(cfg: TrainConfig, num_classes: int, feat_dim: int) -> nn.Module:

@@ -197,3 +197,16 @@ def test_the_process_is_shut_down_when_setup_fails_after_it(tmp_path, monkeypatc
     monkeypatch.setattr(T, "load_checkpoint", lambda path: {"config": config_to_dict(cfg), "model": {}, "criterion": {}})
     with pytest.raises(ConfigError, match="weights do not fit"): T.evaluate_checkpoint("fake.pt")
     assert calls == ["setup", "shutdown"]
+
+
+def test_a_head_that_contradicts_the_loss_is_refused_in_one_line():
+    "model.args.head is the loss's to choose: a different one is an error naming both, not silently replaced."
+    from mdr_gcn_nb.config import ConfigError, load_config
+    from mdr_gcn_nb.train import build_model_from_config
+    facts = dict(num_classes=10, layout="openpose25", in_channels=3, num_persons=1)
+    small = ["model.args.channels=[8,8]", "model.args.strides=[1,2]"]
+    cfg = load_config(ROOT / "configs" / "sample_fsd10_joint.yaml", small + ["loss.name=arcface", "model.args.head=linear"])
+    with pytest.raises(ConfigError, match="model.args.head='linear' but loss 'arcface' needs the 'cosine' head"):
+        build_model_from_config(cfg, facts)
+    ok = load_config(ROOT / "configs" / "sample_fsd10_joint.yaml", small + ["loss.name=arcface", "model.args.head=cosine"])
+    assert build_model_from_config(ok, facts).cfg.head == "cosine"
