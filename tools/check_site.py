@@ -158,8 +158,11 @@ def check_search(pw_page, base: str, terms=SEARCH_TERMS) -> list:
                                       "|| /did not match|no results/i.test((document.querySelector('#search-results') || {}).innerText || '')",
                                       timeout=20_000)
         except Exception as e: problems.append(f"search.html: no answer for {term!r} ({type(e).__name__})"); continue
+        try:                               # results are listed one by one; Sphinx says when the last one is in
+            pw_page.wait_for_function("/Search finished|did not match/i.test((document.querySelector('#search-results') || {}).innerText || '')",
+                                      timeout=30_000)
+        except Exception as e: problems.append(f"search.html: the search for {term!r} did not finish ({type(e).__name__})"); continue
         hits = pw_page.eval_on_selector_all("#search-results ul.search li a", "as => as.map(a => a.getAttribute('href'))")
-        pw_page.wait_for_timeout(1500)   # summaries arrive one by one, after the list
         text = pw_page.inner_text("#search-results")
         problems += [f"search.html: raw TeX in the results for {term!r}: …{text[max(0, m.start() - 60):m.end() + 60]!r}…"
                      for m in list(RAW_TEX.finditer(text))[:3]]
